@@ -1,0 +1,119 @@
+"""What one seat may know of a game, and nothing more.
+
+The engine hides nothing: `hand(opponent)`, the ordered libraries and the RNG are all
+readable. A policy sees only this view: its own hand, the public zones (battlefield,
+graveyards, exile except face-down cards, stack), and for the hidden zones — the
+opponent's hand and both libraries — sizes alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from magerl.game.cards import keyword_name
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectView:
+    id: int
+    name: str | None  # None for a face-down card the seat does not control
+    zone: str  # Hand, Battlefield, Graveyard, Exile, Stack
+    owner: int
+    controller: int
+    types: tuple[str, ...]  # core types: Creature, Land, Instant, ...
+    mana_value: int
+    power: int | None
+    toughness: int | None
+    damage: int
+    tapped: bool
+    entered_this_turn: bool
+    attached_to: int | None
+    keywords: tuple[str, ...]
+    counters: tuple[tuple[str, int], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PlayerView:
+    seat: int
+    life: int
+    poison: int
+    hand_size: int
+    library_size: int
+    graveyard_size: int
+    lands_played_this_turn: int
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    seat: int  # the acting seat: the view is this player's
+    turn: int
+    phase: str
+    active_player: int
+    prompt: str
+    players: tuple[PlayerView, PlayerView]
+    objects: tuple[ObjectView, ...]
+
+
+def _mana_value(cost: Any) -> int:
+    if isinstance(cost, dict) and cost.get("type") == "Cost":
+        return int(cost.get("generic") or 0) + len(cost.get("shards") or ())
+    return 0
+
+
+def _view(obj: dict[str, Any], zone: str, seat: int, turn: int) -> ObjectView:
+    hidden = bool(obj.get("face_down")) and obj.get("controller") != seat
+    counters = obj.get("counters") or {}
+    return ObjectView(
+        id=obj["id"],
+        name=None if hidden else obj.get("name"),
+        zone=zone,
+        owner=obj.get("owner", -1),
+        controller=obj.get("controller", obj.get("owner", -1)),
+        types=() if hidden else tuple((obj.get("card_types") or {}).get("core_types") or ()),
+        mana_value=0 if hidden else _mana_value(obj.get("mana_cost")),
+        power=None if hidden else obj.get("power"),
+        toughness=None if hidden else obj.get("toughness"),
+        damage=obj.get("damage_marked") or 0,
+        tapped=bool(obj.get("tapped")),
+        entered_this_turn=obj.get("entered_battlefield_turn") == turn,
+        attached_to=obj.get("attached_to"),
+        keywords=() if hidden else tuple(keyword_name(k) for k in obj.get("keywords") or ()),
+        counters=tuple(sorted((str(k), int(v)) for k, v in counters.items())) if isinstance(counters, dict) else (),
+    )
+
+
+def _player(state: dict[str, Any], seat: int) -> PlayerView:
+    return PlayerView(
+        seat=seat,
+        life=state.get("life", 0),
+        poison=state.get("poison_counters", 0),
+        hand_size=len(state.get("hand") or ()),
+        library_size=len(state.get("library") or ()),
+        graveyard_size=len(state.get("graveyard") or ()),
+        lands_played_this_turn=state.get("lands_played_this_turn", 0),
+    )
+
+
+def observe(game: Any, seat: int, prompt: str, first_player: int = 0) -> Observation:
+    """The masked view of `game` for `seat` (an engine `Game`)."""
+    turn = game.turn
+    objects = [_view(o, "Hand", seat, turn) for o in game.hand(seat)]
+    objects += [_view(o, "Battlefield", seat, turn) for o in game.battlefield()]
+    for owner in (0, 1):
+        objects += [_view(o, "Graveyard", seat, turn) for o in game.graveyard(owner)]
+    objects += [_view(o, "Exile", seat, turn) for o in game.exile()]
+    for entry in game.stack():
+        source = game.object(entry["source_id"]) or {}
+        view = _view({**source, "id": entry["id"], "controller": entry.get("controller")}, "Stack", seat, turn)
+        objects.append(view)
+    players = (_player(game.player(0), 0), _player(game.player(1), 1))
+    return Observation(
+        seat=seat,
+        turn=turn,
+        phase=game.phase,
+        active_player=(first_player + turn - 1) % 2 if turn > 0 else first_player,
+        prompt=prompt,
+        players=players,
+        objects=tuple(objects),
+    )
