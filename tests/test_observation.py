@@ -1,0 +1,89 @@
+"""No hidden card ever reaches an observation: opponent's hand and libraries are sizes only."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+
+import pytest
+
+from magerl.game.agents import EngineAIAgent, RandomAgent
+from magerl.game.observation import Observation, _view
+from magerl.game.session import GameSession
+
+
+def _names(game, ids) -> set[str]:
+    names = set()
+    for i in ids:
+        try:
+            names.add(game.object(i)["name"])
+        except ValueError:  # a stack entry of an ability is no object
+            pass
+    return names
+
+
+def check(observation: Observation, game) -> None:
+    seat, opponent = observation.seat, 1 - observation.seat
+    players = [game.player(0), game.player(1)]
+    hidden_ids = set(players[opponent]["hand"]) | set(players[0]["library"]) | set(players[1]["library"])
+    visible_ids = set(players[seat]["hand"]) | {o["id"] for o in game.battlefield()}
+    visible_ids |= {o["id"] for o in game.graveyard(0)} | {o["id"] for o in game.graveyard(1)}
+    visible_ids |= {o["id"] for o in game.exile()}
+    stack = game.stack()
+    visible_ids |= {e["id"] for e in stack} | {e["source_id"] for e in stack}
+
+    ids = {o.id for o in observation.objects}
+    assert not ids & hidden_ids, "a hidden object id reached the observation"
+    assert ids <= visible_ids
+    assert {o.id for o in observation.objects if o.zone == "Hand"} == set(players[seat]["hand"])
+
+    # Names: a card name present only in hidden zones must not appear anywhere in the view.
+    visible_names = _names(game, visible_ids)
+    only_hidden = _names(game, hidden_ids) - visible_names
+    text = repr(observation)
+    assert not [n for n in only_hidden if n in text], "a hidden card name reached the observation"
+
+    view = observation.players
+    assert view[opponent].hand_size == len(players[opponent]["hand"])
+    assert view[seat].library_size == len(players[seat]["library"])
+    assert view[opponent].library_size == len(players[opponent]["library"])
+
+
+def test_no_hidden_card_reaches_an_observation(engine, decks) -> None:
+    pairings = list(itertools.permutations(sorted(decks), 2))[:8]
+    checked = 0
+    for game_index, (a, b) in enumerate(pairings):
+        session = GameSession(engine, (decks[a].cards(), decks[b].cards()), seed=100 + game_index)
+        agents = [RandomAgent(game_index), EngineAIAgent("veryeasy") if game_index % 2 else RandomAgent(99)]
+        while (decision := session.next_decision()) is not None:
+            check(decision.observation, session.game)
+            checked += 1
+            session.choose(decision, agents[decision.seat].act(decision))
+    assert checked > 500
+
+
+def test_observation_content(engine, decks) -> None:
+    session = GameSession(engine, (decks["white-weenie"].cards(), decks["green-stompy"].cards()), seed=3)
+    agent = RandomAgent(0)
+    seen_battlefield = False
+    while (decision := session.next_decision()) is not None:
+        obs = decision.observation
+        assert obs.seat == decision.seat and obs.prompt == decision.prompt and obs.turn == session.game.turn
+        own = [o for o in obs.objects if o.zone == "Hand"]
+        assert all(o.owner == obs.seat and o.name for o in own)
+        for o in obs.objects:
+            if o.zone == "Battlefield" and "Creature" in o.types:
+                assert o.power is not None and o.toughness is not None
+                seen_battlefield = True
+        session.choose(decision, agent.act(decision))
+    assert seen_battlefield
+
+
+def test_check_catches_a_leak(engine, decks) -> None:
+    """The check above is not vacuous: an observation that includes the opponent's hand fails it."""
+    session = GameSession(engine, (decks["white-weenie"].cards(), decks["green-stompy"].cards()), seed=3)
+    decision = session.next_decision()
+    obs = decision.observation
+    leaked = [_view(o, "Hand", obs.seat, obs.turn) for o in session.game.hand(1 - obs.seat)]
+    with pytest.raises(AssertionError, match="hidden object id"):
+        check(dataclasses.replace(obs, objects=obs.objects + tuple(leaked)), session.game)

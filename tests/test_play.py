@@ -1,0 +1,87 @@
+"""Match running, statistics and the `magerl play` command."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections import Counter
+
+import pytest
+
+from magerl.game.agents import EngineAIAgent, RandomAgent, make_agent
+from magerl.game.play import run_match, schedule, summarize, wilson
+
+
+def test_schedule_balances_decks_and_seats() -> None:
+    specs = list(schedule(4, 24, seed=10))
+    assert [s.seed for s in specs] == list(range(10, 34))
+    # each agent plays each deck equally often, from each seat equally often
+    for agent in (0, 1):
+        assert Counter(s.decks[agent] for s in specs) == {d: 6 for d in range(4)}
+        assert Counter(s.agent_seats[agent] for s in specs) == {0: 12, 1: 12}
+    assert all(s.decks[0] != s.decks[1] for s in specs)
+    assert {s.decks for s in schedule(1, 4, seed=0)} == {(0, 0)}  # one deck: mirror matches
+
+
+def test_wilson_interval() -> None:
+    low, high = wilson(86, 100)
+    assert low == pytest.approx(0.779, abs=1e-3) and high == pytest.approx(0.915, abs=1e-3)
+    assert wilson(0, 10)[0] == 0.0 and wilson(10, 10)[1] == 1.0
+    assert wilson(0, 0) == (0.0, 1.0)
+
+
+def test_agent_specs() -> None:
+    assert isinstance(make_agent("random"), RandomAgent)
+    agent = make_agent("engine:veryeasy:0.05")
+    assert isinstance(agent, EngineAIAgent) and agent.epsilon == 0.05 and agent.name == "engine:veryeasy:0.05"
+    for bad in ("engine", "engine:godlike", "engine:easy:x", "engine:easy:2", "mcts"):
+        with pytest.raises(ValueError):
+            make_agent(bad)
+
+
+def test_inline_match_report(cards, decks) -> None:
+    chosen = [decks["white-weenie"], decks["mono-red-burn"]]
+    records = run_match(cards, chosen, ["random", "random"], games=4, seed=5, jobs=1, progress=False)
+    assert [r.spec.index for r in records] == [0, 1, 2, 3]
+    report = summarize(records, ["random", "random"], chosen, seed=5, jobs=1, seconds=1.0)
+    a, b = report.overall
+    assert a["wins"] == b["losses"] and a["losses"] == b["wins"]
+    assert a["wins"] + a["losses"] + a["draws"] + a["aborted"] == 4
+    assert sum(s["games"] for s in report.per_deck[0].values()) == 4
+
+
+def magerl(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "magerl.cli", *args], capture_output=True, text=True, timeout=timeout)
+
+
+def test_cli_play_json_with_two_processes() -> None:
+    proc = magerl("play", "--deck", "white-weenie", "--deck", "green-stompy", "--agent", "random",
+                  "--agent", "engine:veryeasy", "--games", "4", "--jobs", "2", "--json")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["games"] == 4 and report["agents"] == ["random", "engine:veryeasy"]
+    assert set(report["per_deck"][0]) == {"white-weenie", "green-stompy"}
+    assert report["decisions"] > 0 and report["decisions_per_second"] > 0
+    overall = report["overall"][1]
+    assert overall["games"] == 4 and 0 <= overall["ci95"][0] <= overall["ci95"][1] <= 1
+
+
+def test_cli_play_text_and_usage_errors() -> None:
+    proc = magerl("play", "--deck", "white-weenie", "--deck", "mono-red-burn", "--agent", "random",
+                  "--agent", "random", "--games", "2", "--jobs", "1")
+    assert proc.returncode == 0, proc.stderr
+    assert "1: random" in proc.stdout and "95% CI" in proc.stdout and "decisions" in proc.stdout
+    assert magerl("play", "--agent", "random").returncode == 2
+    bad = magerl("play", "--agent", "random", "--agent", "engine:godlike", "--games", "1")
+    assert bad.returncode == 2 and "unknown difficulty" in bad.stderr
+
+
+@pytest.mark.slow
+def test_easy_engine_ai_beats_random(cards, decks) -> None:
+    """engine-notes: Easy beats random ~92%; 48 games over all standard pairings."""
+    records = run_match(cards, list(decks.values()), ["random", "engine:easy"], games=48, seed=1, jobs=2, progress=False)
+    report = summarize(records, ["random", "engine:easy"], list(decks.values()), seed=1, jobs=2, seconds=0)
+    easy = report.overall[1]
+    assert easy["aborted"] <= 2
+    assert easy["win_rate"] >= 0.7, easy
