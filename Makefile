@@ -18,10 +18,12 @@ run: $(STAMP)
 	$(VENV)/bin/magerl play --agent random --agent engine:easy --games 24 --seed 1
 
 test: $(STAMP)
+	scripts/install-test-tools.sh
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(PY) bench/engine_speed.py
+	$(PY) bench/telemetry_overhead.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+
 import pytest
 
 from magerl.game.cards import CardDatabase
@@ -21,3 +24,14 @@ def engine(cards: CardDatabase):
 @pytest.fixture(scope="session")
 def decks(cards: CardDatabase) -> dict[str, Deck]:
     return {name: load_deck(name, cards) for name in sorted(standard_decks())}
+
+
+def require_tool(name: str) -> str:
+    """Path of a system tool; skips without it, except in CI (MAGERL_REQUIRE_TOOLS=1) where it fails."""
+    path = shutil.which(name)
+    if path:
+        return path
+    message = f"{name} is not installed (Debian: `make test` installs it when run as root)"
+    if os.environ.get("MAGERL_REQUIRE_TOOLS") == "1":
+        pytest.fail(message + "; MAGERL_REQUIRE_TOOLS=1 forbids skipping")
+    pytest.skip(message)
