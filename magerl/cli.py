@@ -8,6 +8,7 @@ import os
 import sys
 import time
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any, Sequence
 
 from magerl.game.cards import CARD_DB_ENV, CardDatabase, CardDataError
@@ -55,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--agent",
         action="append",
         metavar="AGENT",
-        help="random | engine:veryeasy|easy|medium|hard|veryhard[:EPSILON]; give exactly two",
+        help="random | engine:veryeasy|easy|medium|hard|veryhard[:EPSILON] | policy:PATH; give exactly two",
     )
     play.add_argument("--games", type=int, default=100, help="number of games (default 100)")
     play.add_argument("--seed", type=int, default=1, help="seed of the first game; game i uses seed+i (default 1)")
@@ -66,10 +67,237 @@ def build_parser() -> argparse.ArgumentParser:
     _add_card_db(play)
     play.set_defaults(func=cmd_play)
 
+    ev = sub.add_parser("eval", help="win rate of a checkpoint against one opponent",
+                        description="Play a checkpoint's policy against an opponent over the standard deck pairings "
+                        "(both assignments, both seatings) and print its win rate with a 95%% interval.")
+    ev.add_argument("--checkpoint", required=True, metavar="PATH", help="checkpoint folder, or a run folder (its newest)")
+    ev.add_argument("--opponent", required=True, metavar="AGENT", help="random | engine:DIFFICULTY | policy:PATH")
+    ev.add_argument("--games", type=int, default=200)
+    ev.add_argument("--seed", type=int, default=10_000)
+    ev.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    ev.add_argument("--deck", action="append", metavar="DECK", help="decks (default: the standard decks)")
+    ev.add_argument("--json", action="store_true")
+    _add_card_db(ev)
+    ev.set_defaults(func=cmd_eval)
+
     cards = sub.add_parser("cards", help="build the card database and report cards the engine parses only partly")
     _add_card_db(cards)
     cards.set_defaults(func=cmd_cards)
+
+    _add_services(sub)
     return parser
+
+
+def _metrics_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--metrics-port", type=int, default=None, help="default: $METRICS_PORT, else 9090; 0 picks a free port")
+    p.add_argument("--metrics-addr", default="0.0.0.0", help="address /metrics listens on (default 0.0.0.0)")
+
+
+def _learner_addr_args(p: argparse.ArgumentParser) -> None:
+    from magerl.transport.sockets import DEFAULT_EPISODES_PORT, DEFAULT_WEIGHTS_PORT
+
+    p.add_argument("--learner", default=os.environ.get("MAGERL_LEARNER", "127.0.0.1"),
+                   help="learner host (default: $MAGERL_LEARNER, else 127.0.0.1)")
+    p.add_argument("--episodes-port", type=int, default=DEFAULT_EPISODES_PORT)
+    p.add_argument("--weights-port", type=int, default=DEFAULT_WEIGHTS_PORT)
+
+
+def _model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--d-model", type=int, default=64, help="model width (default 64)")
+    p.add_argument("--layers", type=int, default=2, help="transformer layers (default 2)")
+    p.add_argument("--heads", type=int, default=4, help="attention heads (default 4)")
+
+
+def _add_services(sub: Any) -> None:
+    from magerl.transport.sockets import DEFAULT_EPISODES_PORT, DEFAULT_WEIGHTS_PORT
+
+    learner = sub.add_parser("learner", help="train from workers' episodes, publish weights, checkpoint")
+    learner.add_argument("--checkpoint-dir", default=os.environ.get("MAGERL_CHECKPOINT_DIR", "checkpoints"),
+                         help="where checkpoints go; the newest valid one is resumed (default: $MAGERL_CHECKPOINT_DIR, else ./checkpoints)")
+    learner.add_argument("--bind-host", default="*", help="address the data ports bind (default: all)")
+    learner.add_argument("--episodes-port", type=int, default=DEFAULT_EPISODES_PORT)
+    learner.add_argument("--weights-port", type=int, default=DEFAULT_WEIGHTS_PORT)
+    learner.add_argument("--max-updates", type=int, default=None, help="stop after this many updates (final checkpoint)")
+    learner.add_argument("--max-samples-per-batch", type=int, default=None,
+                         help="cap on the batch size (default: $MAX_SAMPLES_PER_BATCH, else 512)")
+    learner.add_argument("--checkpoint-every", type=int, default=10, help="updates between checkpoints (default 10)")
+    learner.add_argument("--keep-checkpoints", type=int, default=3)
+    learner.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda[:N]")
+    learner.add_argument("--lr", type=float, default=3e-4)
+    learner.add_argument("--seed", type=int, default=0)
+    _model_args(learner)
+    _metrics_args(learner)
+    learner.set_defaults(func=cmd_learner)
+
+    worker = sub.add_parser("worker", help="play games with the current policy and stream episodes to the learner")
+    _learner_addr_args(worker)
+    worker.add_argument("--runners", type=int, default=None,
+                        help="game-runner processes (default: $NUM_GAME_RUNNERS, else CPU count - 1, at least 1)")
+    worker.add_argument("--deck", action="append", metavar="DECK", help="decks to draw from (default: the standard decks)")
+    worker.add_argument("--opponents", default=None, metavar="MIX",
+                        help="opponent weights, e.g. self=0.4,snapshot=0.2,engine:easy=0.2,engine:medium=0.2 "
+                        "(an engine:DIFFICULTY weight is required)")
+    worker.add_argument("--max-turns", type=int, default=Limits.max_turns)
+    worker.add_argument("--max-prompts", type=int, default=Limits.max_prompts)
+    worker.add_argument("--seed", type=int, default=0)
+    _add_card_db(worker)
+    _metrics_args(worker)
+    worker.set_defaults(func=cmd_worker)
+
+    evaluator = sub.add_parser("evaluator", help="evaluate the learner's latest policy against fixed opponents")
+    _learner_addr_args(evaluator)
+    evaluator.add_argument("--opponent", action="append", metavar="AGENT",
+                           help="fixed opponents (default: random, engine:easy, engine:medium, engine:hard)")
+    evaluator.add_argument("--games", type=int, default=8, help="games per opponent per evaluation (default 8)")
+    evaluator.add_argument("--every", type=int, default=20, help="updates between evaluations (default 20)")
+    evaluator.add_argument("--deck", action="append", metavar="DECK")
+    _add_card_db(evaluator)
+    _metrics_args(evaluator)
+    evaluator.set_defaults(func=cmd_evaluator)
+
+    train = sub.add_parser("train", help="learner, workers and evaluator as local processes, with a live view")
+    train.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    train.add_argument("--runners", type=int, default=None, help="game runners per worker (default: CPU count - 1, at least 1)")
+    stop = train.add_mutually_exclusive_group()
+    stop.add_argument("--updates", type=int, default=None, help="stop after this many learner updates")
+    stop.add_argument("--hours", type=float, default=None, help="stop after this many hours")
+    train.add_argument("--run-dir", default=None, help="run folder (default: runs/YYYYmmdd-HHMMSS)")
+    train.add_argument("--resume", action="store_true", help="continue the run folder's newest checkpoint")
+    train.add_argument("--max-samples-per-batch", type=int, default=None)
+    train.add_argument("--checkpoint-every", type=int, default=10)
+    train.add_argument("--eval-every", type=int, default=20, help="updates between evaluations (default 20)")
+    train.add_argument("--eval-games", type=int, default=8, help="games per opponent per evaluation (default 8)")
+    train.add_argument("--eval-opponent", action="append", metavar="AGENT", help="evaluation opponents (repeatable)")
+    train.add_argument("--opponents", default=None, metavar="MIX", help="workers' opponent mix (see magerl worker)")
+    _model_args(train)
+    train.set_defaults(func=cmd_train)
+
+
+def cmd_learner(args: argparse.Namespace) -> int:
+    from magerl.learner.batch_size import max_samples_per_batch
+    from magerl.learner.ppo import PPOConfig
+    from magerl.learner.server import LearnerConfig, run_learner
+    from magerl.model.network import ModelConfig
+
+    try:
+        cap = args.max_samples_per_batch or max_samples_per_batch(512)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    config = LearnerConfig(
+        checkpoint_dir=Path(args.checkpoint_dir),
+        episodes_address=f"tcp://{args.bind_host}:{args.episodes_port}",
+        weights_address=f"tcp://{args.bind_host}:{args.weights_port}",
+        model=ModelConfig(args.d_model, args.layers, args.heads),
+        ppo=PPOConfig(lr=args.lr),
+        max_samples_per_batch=cap,
+        checkpoint_every=args.checkpoint_every,
+        keep_checkpoints=args.keep_checkpoints,
+        max_updates=args.max_updates,
+        device=args.device,
+        seed=args.seed,
+    )
+    run_learner(config, port=args.metrics_port, addr=args.metrics_addr)
+    return 0
+
+
+def _decks_checked(specs: list[str] | None, card_db: str | None) -> list[str]:
+    cards = _load_cards(card_db)
+    specs = specs or sorted(standard_decks())
+    problems = []
+    for spec in specs:
+        try:
+            load_deck(spec, cards)
+        except DeckError as exc:
+            problems += exc.problems
+    if problems:
+        raise UsageError("\n".join(problems))
+    return specs
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from magerl.worker.runner import DEFAULT_OPPONENTS, RunnerConfig, parse_opponents
+    from magerl.worker.supervisor import default_runners, run_worker
+
+    try:
+        runners = args.runners or default_runners()
+        opponents = parse_opponents(args.opponents or os.environ.get("MAGERL_OPPONENTS") or DEFAULT_OPPONENTS)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    config = RunnerConfig(
+        episodes_address=f"tcp://{args.learner}:{args.episodes_port}",
+        weights_address=f"tcp://{args.learner}:{args.weights_port}",
+        decks=_decks_checked(args.deck, args.card_db),
+        opponents=opponents,
+        card_db=args.card_db,
+        limits=Limits(args.max_turns, args.max_prompts),
+        seed=args.seed,
+    )
+    run_worker(config, runners, port=args.metrics_port, addr=args.metrics_addr)
+    return 0
+
+
+def cmd_evaluator(args: argparse.Namespace) -> int:
+    from magerl.evaluator.service import DEFAULT_OPPONENTS, EvaluatorConfig, run_evaluator
+    from magerl.game.agents import make_agent
+
+    opponents = tuple(args.opponent or DEFAULT_OPPONENTS)
+    for spec in opponents:
+        try:
+            make_agent(spec)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from exc
+    config = EvaluatorConfig(
+        weights_address=f"tcp://{args.learner}:{args.weights_port}",
+        opponents=opponents,
+        games=args.games,
+        every_updates=args.every,
+        decks=_decks_checked(args.deck, args.card_db),
+        card_db=args.card_db,
+    )
+    run_evaluator(config, port=args.metrics_port, addr=args.metrics_addr)
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    args.agent = [f"policy:{args.checkpoint}", args.opponent]
+    args.max_turns, args.max_prompts = Limits.max_turns, Limits.max_prompts
+    try:
+        from magerl.model.agent import policy_agent
+
+        policy_agent(args.checkpoint)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    return cmd_play(args)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from magerl.learner.checkpoint import list_checkpoints
+    from magerl.train import TrainOptions, Trainer
+
+    run_dir = Path(args.run_dir or Path("runs") / time.strftime("%Y%m%d-%H%M%S"))
+    has_checkpoints = bool(list_checkpoints(run_dir / "checkpoints"))
+    if has_checkpoints and not args.resume:
+        raise UsageError(f"{run_dir} already has checkpoints: pass --resume to continue it, or choose another --run-dir")
+    if args.resume and not has_checkpoints:
+        raise UsageError(f"--resume: {run_dir} has no checkpoint to continue")
+    model = ["--d-model", str(args.d_model), "--layers", str(args.layers), "--heads", str(args.heads)]
+    learner = [*model, "--checkpoint-every", str(args.checkpoint_every)]
+    if args.max_samples_per_batch:
+        learner += ["--max-samples-per-batch", str(args.max_samples_per_batch)]
+    worker = ["--opponents", args.opponents] if args.opponents else []
+    evaluator = ["--every", str(args.eval_every), "--games", str(args.eval_games)]
+    for opponent in args.eval_opponent or []:
+        evaluator += ["--opponent", opponent]
+    from magerl.worker.supervisor import default_runners
+
+    options = TrainOptions(
+        run_dir=run_dir, workers=args.workers, runners=args.runners or default_runners(), updates=args.updates,
+        hours=args.hours, resume=args.resume, learner_args=learner, worker_args=worker, evaluator_args=evaluator,
+    )
+    try:
+        return Trainer(options).run()
+    except RuntimeError as exc:
+        raise UsageError(str(exc)) from exc
 
 
 def _load_cards(path: str | None) -> CardDatabase:

@@ -66,7 +66,7 @@ def runner_process(runner: int, ready, go) -> None:
     m.record_episode_aborted("engine_error")
     EventLog("worker", m).error("engine_call_failed", kind="panic", component="engine", exc=RuntimeError("x"))
     m.record_episode_dropped("queue_full", 2)
-    m.set_policy_version(5 + runner)
+    m.set_policy_version(9 + runner)
     m.set_game_runners(2)
     m.set_queue_depth("worker_outbox", 4)
     m.set_memory_used(123_000_000)
@@ -141,7 +141,7 @@ def test_every_catalogue_metric_is_exported_with_its_type_labels_and_value(pod) 
         assert value(families, "mage_last_checkpoint_timestamp_seconds") == 1_700_000_000
         assert value(families, "mage_win_rate", opponent="engine:easy") == 0.625
         assert value(families, "mage_evaluation_games_total", opponent="engine:easy") == 16
-        assert value(families, "mage_policy_version") == 5  # oldest policy among live processes
+        assert value(families, "mage_policy_version") == 10  # newest policy among live processes
         assert value(families, "mage_policy_lag_versions") == 1.5
         assert value(families, "mage_worker_game_runners") == 2
         assert value(families, "mage_queue_depth", queue="worker_outbox") == 4
@@ -158,7 +158,7 @@ def test_every_catalogue_metric_is_exported_with_its_type_labels_and_value(pod) 
     for proc in children:
         telemetry.process_exited(proc.pid)
     families = scrape(pod)
-    assert value(families, "mage_policy_version") == 7  # dead runners no longer hold it down
+    assert value(families, "mage_policy_version") == 7  # exited runners no longer count
     assert value(families, "mage_episodes_completed_total") == 3  # counters survive their process
 
 

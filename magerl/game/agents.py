@@ -60,9 +60,14 @@ class EngineAIAgent:
 def make_agent(spec: str, seed: int | None = None) -> Agent:
     """Build an agent from its command-line spec.
 
-    `random` | `engine:DIFFICULTY[:EPSILON]` (e.g. `engine:easy`, `engine:veryeasy:0.05`).
+    `random` | `engine:DIFFICULTY[:EPSILON]` (e.g. `engine:easy`, `engine:veryeasy:0.05`)
+    | `policy:PATH` (a checkpoint folder, or a run folder: its newest checkpoint).
     """
     kind, _, rest = spec.strip().partition(":")
+    if kind == "policy" and rest:
+        from magerl.model.agent import policy_agent  # torch is only needed here
+
+        return policy_agent(rest, seed)
     if kind == "random" and not rest:
         return RandomAgent(seed)
     if kind == "engine" and rest:
@@ -72,4 +77,6 @@ def make_agent(spec: str, seed: int | None = None) -> Agent:
         except ValueError:
             raise ValueError(f"agent {spec!r}: epsilon must be a number") from None
         return EngineAIAgent(difficulty, epsilon, seed)
-    raise ValueError(f"unknown agent {spec!r} (use random or engine:veryeasy|easy|medium|hard|veryhard[:EPSILON])")
+    raise ValueError(
+        f"unknown agent {spec!r} (use random, engine:veryeasy|easy|medium|hard|veryhard[:EPSILON] or policy:PATH)"
+    )

@@ -95,8 +95,8 @@ CATALOGUE: tuple[MetricSpec, ...] = (
     # -- what operators need beyond the guide ----------------------------------------
     MetricSpec(
         "mage_policy_version", "gauge",
-        "Policy version in use: the oldest among a worker pod's live runners; the learner's latest published.",
-        ("worker", "learner"), multiprocess_mode="livemin",
+        "Policy version in use: the newest among a worker pod's live runners; the learner's latest published.",
+        ("worker", "learner"), multiprocess_mode="livemax",
     ),
     MetricSpec("mage_policy_lag_versions", "gauge", "Mean versions between the learner's policy and the policies that generated the latest batch.", L),
     MetricSpec("mage_decisions_total", "counter", "Decisions taken by the learning policy in games.", W),

@@ -1,0 +1,138 @@
+"""Checkpoints: weights in safetensors, optimizer state and counters beside them.
+
+Each checkpoint is a folder `ckpt-UPDATES/` written as `ckpt-UPDATES.tmp/`, every file
+fsynced, then renamed into place and the parent fsynced: a crash or a failed write
+leaves the previous checkpoints intact. The last K are kept. Resuming takes the newest
+checkpoint that loads completely, skipping (and reporting) damaged ones. Nothing is
+unpickled: tensors come from safetensors, everything else from JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from magerl.model.network import ModelConfig, PolicyNet
+
+PREFIX = "ckpt-"
+
+
+@dataclass
+class Checkpoint:
+    path: Path
+    model: PolicyNet
+    state: dict[str, Any]  # counters and settings (JSON)
+    optimizer: dict[str, Any] | None  # torch optimizer state_dict, when saved
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _optimizer_tensors(state_dict: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    tensors, scalars = {}, {}
+    for index, entry in state_dict["state"].items():
+        for key, value in entry.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"{index}.{key}"] = value.detach().cpu().contiguous()
+            else:
+                scalars[f"{index}.{key}"] = value
+    return tensors, {"param_groups": state_dict["param_groups"], "scalars": scalars}
+
+
+def _optimizer_state(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
+    state: dict[int, dict[str, Any]] = {}
+    for name, value in [*tensors.items(), *meta["scalars"].items()]:
+        index, key = name.split(".", 1)
+        state.setdefault(int(index), {})[key] = value
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
+def save(directory: Path, updates: int, model: PolicyNet, optimizer: torch.optim.Optimizer | None,
+         state: dict[str, Any], keep: int = 3) -> Path:
+    """Write checkpoint `updates` atomically and prune to the newest `keep`. Raises OSError."""
+    directory.mkdir(parents=True, exist_ok=True)
+    final = directory / f"{PREFIX}{updates:09d}"
+    tmp = directory / f"{PREFIX}{updates:09d}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        tmp.mkdir()
+        save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp / "model.safetensors"))
+        meta: dict[str, Any] = {"updates": updates, "model": model.config.to_dict(), **state}
+        if optimizer is not None:
+            tensors, optimizer_meta = _optimizer_tensors(optimizer.state_dict())
+            save_file(tensors, str(tmp / "optimizer.safetensors"))
+            meta["optimizer"] = optimizer_meta
+        (tmp / "state.json").write_text(json.dumps(meta, indent=1))
+        for f in tmp.iterdir():
+            _fsync(f)
+        _fsync(tmp)
+        if final.exists():
+            shutil.rmtree(final)
+        os.rename(tmp, final)
+        _fsync(directory)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    for old in list_checkpoints(directory)[keep:]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def list_checkpoints(directory: Path) -> list[Path]:
+    """Complete checkpoints, newest first."""
+    if not directory.is_dir():
+        return []
+    found = [p for p in directory.iterdir() if p.is_dir() and p.name.startswith(PREFIX) and not p.name.endswith(".tmp")]
+    return sorted(found, key=lambda p: p.name, reverse=True)
+
+
+def load(path: Path, with_optimizer: bool = True) -> Checkpoint:
+    """Load one checkpoint folder; raises ValueError (naming the file) when it is damaged."""
+    try:
+        meta = json.loads((path / "state.json").read_text())
+        model = PolicyNet(ModelConfig(**meta["model"]))
+        model.load_state_dict(load_file(str(path / "model.safetensors")))
+        optimizer = None
+        if with_optimizer and "optimizer" in meta:
+            optimizer = _optimizer_state(load_file(str(path / "optimizer.safetensors")), meta["optimizer"])
+    except Exception as exc:  # json, safetensors, shapes: each its own type
+        raise ValueError(f"{path}: damaged checkpoint ({type(exc).__name__}: {exc})") from exc
+    return Checkpoint(path, model, meta, optimizer)
+
+
+def load_latest(directory: Path, with_optimizer: bool = True) -> tuple[Checkpoint | None, list[str]]:
+    """The newest checkpoint that loads, and the problems with newer damaged ones."""
+    problems = []
+    for path in list_checkpoints(directory):
+        try:
+            return load(path, with_optimizer), problems
+        except ValueError as exc:
+            problems.append(str(exc))
+    return None, problems
+
+
+def load_policy(spec: str) -> tuple[PolicyNet, int]:
+    """A policy from a checkpoint folder, or the newest one in a run or checkpoints folder."""
+    path = Path(spec).expanduser()
+    if (path / "state.json").exists():
+        ckpt = load(path, with_optimizer=False)
+    else:
+        for candidate in (path / "checkpoints", path):
+            ckpt, _ = load_latest(candidate, with_optimizer=False)
+            if ckpt is not None:
+                break
+        else:
+            raise ValueError(f"{spec}: no checkpoint found (give a checkpoint folder or a run folder)")
+    return ckpt.model, int(ckpt.state.get("version", ckpt.state["updates"]))

@@ -1,0 +1,127 @@
+"""The update: PPO clipping against the behaviour policy's log-probabilities.
+
+Workers act with a policy a few versions old; the importance ratio between the current
+policy and the one that acted corrects for it (clipped, as in PPO/APPO). Rewards are
+terminal (+1 win, -1 loss), so each decision's return is its episode's result and its
+advantage is that result minus the behaviour policy's value estimate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from magerl.model.encoding import collate
+from magerl.model.network import PolicyNet, to_tensors
+from magerl.transport.episodes import Episode
+
+RAGGED_KEYS = ("object_counts", "candidate_counts", "players", "glob", "objects", "names", "kinds", "refs",
+               "target_player", "flags")
+
+
+@dataclass(frozen=True)
+class PPOConfig:
+    lr: float = 3e-4
+    clip: float = 0.2
+    value_coef: float = 0.5
+    entropy_coef: float = 0.01
+    epochs: int = 2
+    max_grad_norm: float = 1.0
+
+
+@dataclass
+class Batch:
+    inputs: dict[str, np.ndarray]  # ragged, as `encoding.stack` makes them
+    actions: np.ndarray
+    logp: np.ndarray
+    returns: np.ndarray
+    advantages: np.ndarray
+    versions: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.actions)
+
+
+def make_batch(episodes: list[Episode]) -> Batch:
+    inputs = {k: np.concatenate([e.arrays[k] for e in episodes]) for k in RAGGED_KEYS}
+    returns = np.concatenate([np.full(e.length, e.reward, np.float32) for e in episodes])
+    values = np.concatenate([e.arrays["values"] for e in episodes])
+    advantages = returns - values
+    advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-6)
+    return Batch(
+        inputs=inputs,
+        actions=np.concatenate([e.arrays["actions"] for e in episodes]),
+        logp=np.concatenate([e.arrays["logp"] for e in episodes]),
+        returns=returns,
+        advantages=advantages.astype(np.float32),
+        versions=np.concatenate([e.arrays["versions"] for e in episodes]),
+    )
+
+
+def slice_rows(batch: Batch, index: np.ndarray) -> dict[str, np.ndarray]:
+    """The ragged inputs of the decisions `index` (sorted), padded for the network."""
+    oc, cc = batch.inputs["object_counts"], batch.inputs["candidate_counts"]
+    o_start, c_start = np.cumsum(oc) - oc, np.cumsum(cc) - cc
+    o_rows = np.concatenate([np.arange(o_start[i], o_start[i] + oc[i]) for i in index]).astype(np.int64)
+    c_rows = np.concatenate([np.arange(c_start[i], c_start[i] + cc[i]) for i in index]).astype(np.int64)
+    sub = {"object_counts": oc[index], "candidate_counts": cc[index],
+           "players": batch.inputs["players"][index], "glob": batch.inputs["glob"][index]}
+    for k in ("objects", "names"):
+        sub[k] = batch.inputs[k][o_rows]
+    for k in ("kinds", "refs", "target_player", "flags"):
+        sub[k] = batch.inputs[k][c_rows]
+    return collate(sub)
+
+
+def loss_terms(model: PolicyNet, inputs: dict[str, torch.Tensor], actions: torch.Tensor, old_logp: torch.Tensor,
+               returns: torch.Tensor, advantages: torch.Tensor, cfg: PPOConfig) -> tuple[torch.Tensor, dict[str, float]]:
+    logits, values = model(inputs)
+    logp_all = torch.log_softmax(logits.float(), dim=-1)
+    logp = logp_all.gather(1, actions.unsqueeze(1)).squeeze(1)
+    ratio = torch.exp(logp - old_logp)
+    policy_loss = -torch.min(ratio * advantages, ratio.clamp(1 - cfg.clip, 1 + cfg.clip) * advantages).mean()
+    value_loss = (values.float() - returns).pow(2).mean()
+    # masked_fill, not where: a where() over -inf still sends NaN gradients into the -inf branch
+    entropy = -(logp_all.exp() * logp_all.masked_fill(~inputs["candidate_mask"], 0.0)).sum(-1).mean()
+    loss = policy_loss + cfg.value_coef * value_loss - cfg.entropy_coef * entropy
+    stats = {"policy_loss": policy_loss.item(), "value_loss": value_loss.item(), "entropy": entropy.item(),
+             "clip_fraction": ((ratio.detach() - 1).abs() > cfg.clip).float().mean().item()}
+    return loss, stats
+
+
+def update(model: PolicyNet, optimizer: torch.optim.Optimizer, batch: Batch, cfg: PPOConfig, minibatch: int,
+           device: torch.device, rng: np.random.Generator) -> tuple[float, dict[str, float]]:
+    """Run `cfg.epochs` passes of minibatch steps over `batch`; returns the mean total loss."""
+    model.train()
+    losses: list[float] = []
+    last: dict[str, float] = {}
+    n = len(batch)
+    use_bf16 = device.type == "cuda"
+    for _ in range(cfg.epochs):
+        order = rng.permutation(n)
+        for start in range(0, n, minibatch):
+            index = np.sort(order[start : start + minibatch])
+            inputs = to_tensors(slice_rows(batch, index), device)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+                loss, last = loss_terms(
+                    model, inputs,
+                    torch.from_numpy(batch.actions[index]).long().to(device),
+                    torch.from_numpy(batch.logp[index]).to(device),
+                    torch.from_numpy(batch.returns[index]).to(device),
+                    torch.from_numpy(batch.advantages[index]).to(device),
+                    cfg,
+                )
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"non-finite loss {loss.item()}")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+            if not torch.isfinite(norm):
+                optimizer.zero_grad(set_to_none=True)
+                raise FloatingPointError(f"non-finite gradient norm {float(norm)}")
+            optimizer.step()
+            losses.append(loss.item())
+    model.eval()
+    return float(np.mean(losses)), last

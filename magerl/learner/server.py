@@ -1,0 +1,231 @@
+"""The learner: receives episodes, trains, publishes weights by version, checkpoints.
+
+A receiving thread validates every message (malformed ones are counted and dropped)
+into a bounded inbox that drops its oldest episode when full. The training loop takes
+whole episodes until a batch is full, runs the PPO update, publishes the new version,
+and checkpoints every N updates and on shutdown. A restart resumes from the newest valid
+checkpoint; workers reconnect by themselves.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import zmq
+
+from magerl import telemetry
+from magerl.learner import checkpoint
+from magerl.learner.batch_size import plan_batch_size
+from magerl.learner.ppo import PPOConfig, make_batch, update
+from magerl.model.network import ModelConfig, PolicyNet
+from magerl.transport.episodes import Episode, parse_episode
+from magerl.transport.messages import MessageError, decode_message
+from magerl.transport.sockets import EpisodeReceiver, WeightsPublisher
+from magerl.transport.weights import weights_to_bytes
+
+
+@dataclass
+class LearnerConfig:
+    checkpoint_dir: Path
+    episodes_address: str = "tcp://*:5555"
+    weights_address: str = "tcp://*:5556"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    ppo: PPOConfig = field(default_factory=PPOConfig)
+    max_samples_per_batch: int = 512
+    minibatch: int = 256
+    checkpoint_every: int = 10
+    keep_checkpoints: int = 3
+    max_updates: int | None = None
+    max_policy_lag: int = 50
+    inbox_episodes: int = 256
+    device: str = "auto"
+    seed: int = 0
+    republish_seconds: float = 2.0
+
+
+class Inbox:
+    """Bounded, thread-safe queue of episodes; the oldest goes when it is full."""
+
+    def __init__(self, capacity: int) -> None:
+        self._items: deque[Episode] = deque()
+        self._capacity = capacity
+        self._cond = threading.Condition()
+
+    def put(self, episode: Episode) -> int:
+        with self._cond:
+            self._items.append(episode)
+            dropped = 0
+            while len(self._items) > self._capacity:
+                self._items.popleft()
+                dropped += 1
+            self._cond.notify()
+            return dropped
+
+    def take(self, samples: int, timeout: float) -> list[Episode]:
+        """Whole episodes totalling at least `samples` decisions, or [] after `timeout`."""
+        with self._cond:
+            self._cond.wait_for(lambda: sum(e.length for e in self._items) >= samples, timeout)
+            if sum(e.length for e in self._items) < samples:
+                return []
+            taken, total = [], 0
+            while total < samples:
+                episode = self._items.popleft()
+                taken.append(episode)
+                total += episode.length
+            return taken
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+class Learner:
+    def __init__(self, config: LearnerConfig, tm: telemetry.Telemetry) -> None:
+        self.config = config
+        self.tm = tm
+        self.metrics = tm.metrics
+        self.log = tm.log
+        self.device = torch.device(
+            ("cuda" if torch.cuda.is_available() else "cpu") if config.device == "auto" else config.device
+        )
+        torch.manual_seed(config.seed)
+        self.rng = np.random.default_rng(config.seed)
+        self.updates = 0
+        self.samples = 0
+        resumed, problems = checkpoint.load_latest(config.checkpoint_dir)
+        for problem in problems:
+            self.log.error("checkpoint_skipped", kind="corrupt", component="checkpoint", detail=problem)
+        self.model = (resumed.model if resumed else PolicyNet(config.model)).to(self.device)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.ppo.lr)
+        if resumed is not None:
+            if resumed.optimizer is not None:
+                self.optimizer.load_state_dict(resumed.optimizer)
+            self.updates = int(resumed.state["updates"])
+            self.samples = int(resumed.state.get("samples", 0))
+            self.log.info("resumed", checkpoint=str(resumed.path), updates=self.updates)
+        self.model_config = self.model.config
+        self.inbox = Inbox(config.inbox_episodes)
+        self.stop = threading.Event()
+        self.ctx = zmq.Context()
+        self.receiver = EpisodeReceiver(self.ctx, config.episodes_address)
+        self.publisher = WeightsPublisher(self.ctx, config.weights_address)
+        self.ready = False
+
+    @property
+    def version(self) -> int:
+        return self.updates
+
+    # -- receiving ----------------------------------------------------------------------
+    def _receive_loop(self) -> None:
+        while not self.stop.is_set():
+            raw = self.receiver.receive(200)
+            if raw is None:
+                continue
+            self.handle_message(raw)
+
+    def handle_message(self, raw: bytes) -> None:
+        try:
+            episode = parse_episode(decode_message(raw))
+        except MessageError as exc:
+            self.log.error("message_dropped", kind=exc.kind, component="transport", exc=exc, bytes=len(raw))
+            return
+        lag = self.version - int(episode.arrays["versions"].min())
+        if lag > self.config.max_policy_lag:
+            self.metrics.record_episode_dropped("stale_policy")
+            return
+        dropped = self.inbox.put(episode)
+        if dropped:
+            self.metrics.record_episode_dropped("queue_full", dropped)
+        self.metrics.set_queue_depth("learner_inbox", len(self.inbox))
+
+    # -- training -----------------------------------------------------------------------
+    def publish(self) -> None:
+        self.publisher.publish(weights_to_bytes(self.version, self.model_config, self.model))
+        self.metrics.set_policy_version(self.version)
+
+    def save(self) -> None:
+        try:
+            path = checkpoint.save(
+                self.config.checkpoint_dir, self.updates, self.model, self.optimizer,
+                {"version": self.version, "samples": self.samples}, keep=self.config.keep_checkpoints,
+            )
+        except OSError as exc:
+            self.log.error("checkpoint_failed", kind="write_failed", component="checkpoint", exc=exc)
+            return
+        self.metrics.record_checkpoint_saved()
+        self.log.info("checkpoint_saved", path=str(path), updates=self.updates)
+
+    def train_step(self, episodes: list[Episode], batch_size: int) -> None:
+        batch = make_batch(episodes)
+        lag = float(np.mean(self.version - batch.versions))
+        try:
+            loss, stats = update(self.model, self.optimizer, batch, self.config.ppo,
+                                 min(self.config.minibatch, batch_size), self.device, self.rng)
+        except FloatingPointError as exc:
+            self.log.error("update_skipped", kind="non_finite_loss", component="learner", exc=exc)
+            return
+        self.updates += 1
+        self.samples += len(batch)
+        self.metrics.record_training_batch(len(batch), loss)
+        self.metrics.set_policy_lag(lag)
+        self.publish()
+        self.log.info("update", updates=self.updates, samples=len(batch), loss=round(loss, 5), policy_lag=round(lag, 2),
+                      **{k: round(v, 5) for k, v in stats.items()})
+        if self.updates % self.config.checkpoint_every == 0:
+            self.save()
+
+    def run(self) -> None:
+        plan = plan_batch_size(self.model, self.device, self.config.max_samples_per_batch)
+        self.metrics.set_optimal_batch_size(plan.optimal)
+        self.log.info("batch_size_planned", optimal=plan.optimal, bytes_per_sample=round(plan.bytes_per_sample),
+                      budget_bytes=round(plan.budget_bytes), device=plan.device)
+        receiver = threading.Thread(target=self._receive_loop, name="magerl-receiver", daemon=True)
+        receiver.start()
+        self.publish()
+        self.ready = True
+        self.log.info("learner_ready", device=str(self.device), version=self.version,
+                      episodes_port=self.receiver.port, weights_port=self.publisher.port)
+        last_publish = time.monotonic()
+        try:
+            while not self.stop.is_set():
+                if self.config.max_updates is not None and self.updates >= self.config.max_updates:
+                    break
+                episodes = self.inbox.take(plan.optimal, timeout=0.5)
+                self.metrics.set_queue_depth("learner_inbox", len(self.inbox))
+                if episodes:
+                    self.train_step(episodes, plan.optimal)
+                    last_publish = time.monotonic()
+                elif time.monotonic() - last_publish > self.config.republish_seconds:
+                    self.publish()  # late subscribers get the current version
+                    last_publish = time.monotonic()
+        finally:
+            self.stop.set()
+            receiver.join(2)
+            self.save()
+            self.receiver.close()
+            self.publisher.close()
+            self.ctx.term()
+            self.log.info("learner_stopped", updates=self.updates)
+
+
+def run_learner(config: LearnerConfig, *, port: int | None = None, addr: str = "0.0.0.0") -> None:
+    learner: list[Learner] = []
+    tm = telemetry.start("learner", port=port, addr=addr, ready=lambda: bool(learner) and learner[0].ready)
+    try:
+        learner.append(Learner(config, tm))
+
+        def on_signal(signum: int, _frame: Any) -> None:
+            learner[0].stop.set()
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        learner[0].run()
+    finally:
+        tm.close()

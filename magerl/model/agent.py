@@ -1,0 +1,57 @@
+"""The learned policy as an `Agent`, recording what the learner needs when asked to."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+import torch
+
+from magerl.game.session import Decision
+from magerl.model.encoding import Encoded, collate, encode, stack
+from magerl.model.network import PolicyNet, to_tensors
+
+
+class PolicyAgent:
+    """Samples from the policy (or takes its best candidate when `greedy`)."""
+
+    def __init__(self, model: PolicyNet, *, version: int = 0, greedy: bool = False, seed: int | None = None,
+                 record: bool = False, name: str = "policy") -> None:
+        self.model = model.eval()
+        self.version = version
+        self.greedy = greedy
+        self.record = record
+        self.name = name
+        self._rng = np.random.default_rng(seed)
+        self.steps: list[tuple[Encoded, int, float, float, int]] = []  # (encoded, action, logp, value, version)
+
+    @torch.inference_mode()
+    def act(self, decision: Decision) -> int:
+        encoded = encode(decision.observation, decision.candidates)
+        logits, value = self.model(to_tensors(collate(stack([encoded]))))
+        logp = torch.log_softmax(logits[0].double(), dim=-1).numpy()
+        probs = np.exp(logp)
+        if self.greedy:
+            action = int(np.argmax(logp))
+        else:
+            action = int(self._rng.choice(len(probs), p=probs / probs.sum()))
+        if self.record:
+            self.steps.append((encoded, action, float(logp[action]), float(value[0]), self.version))
+        return action
+
+    def take_steps(self) -> list[tuple[Encoded, int, float, float, int]]:
+        steps, self.steps = self.steps, []
+        return steps
+
+
+@lru_cache(maxsize=4)
+def _load(path: str) -> tuple[PolicyNet, int]:
+    from magerl.learner.checkpoint import load_policy
+
+    return load_policy(path)
+
+
+def policy_agent(path: str, seed: int | None = None) -> PolicyAgent:
+    """`policy:PATH` of the command line: a checkpoint's policy, sampling with `seed`."""
+    model, version = _load(path)
+    return PolicyAgent(model, version=version, seed=seed, name=f"policy:{path}")

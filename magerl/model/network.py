@@ -1,0 +1,85 @@
+"""The policy/value network: entity transformer + pointer scoring of candidate actions.
+
+Tokens: one global (turn, phase, prompt), two players (acting seat first), one per
+visible object (card name embedding + features). A transformer encoder mixes them; each
+candidate is scored from its kind, its flags, the encoded tokens of the objects and
+player it refers to, and the global token; softmax over the legal candidates. The value
+head reads the global token (expected result in -1..1 for the acting seat).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from magerl.model.encoding import F_CANDIDATE, F_GLOBAL, F_OBJECT, F_PLAYER, N_KINDS, NAME_BUCKETS
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    d_model: int = 64
+    layers: int = 2
+    heads: int = 4
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class PolicyNet(nn.Module):
+    def __init__(self, config: ModelConfig = ModelConfig()) -> None:
+        super().__init__()
+        self.config = config
+        d = config.d_model
+        self.name_embedding = nn.Embedding(NAME_BUCKETS, d, padding_idx=0)
+        self.object_proj = nn.Linear(F_OBJECT, d)
+        self.player_proj = nn.Linear(F_PLAYER, d)
+        self.global_proj = nn.Linear(F_GLOBAL, d)
+        layer = nn.TransformerEncoderLayer(d, config.heads, 2 * d, dropout=0.0, batch_first=True, norm_first=True)
+        self.encoder = nn.TransformerEncoder(layer, config.layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(d)
+        self.kind_embedding = nn.Embedding(N_KINDS, d)
+        self.flag_proj = nn.Linear(F_CANDIDATE, d)
+        self.no_player = nn.Parameter(torch.zeros(d))
+        self.score = nn.Sequential(nn.Linear(2 * d, d), nn.GELU(), nn.Linear(d, 1))
+        self.value = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, 1))
+
+    def forward(self, b: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits [B, C] (-inf where no candidate) and values [B]."""
+        objects = self.object_proj(b["objects"]) + self.name_embedding(b["names"])
+        players = self.player_proj(b["players"])
+        glob = self.global_proj(b["glob"]).unsqueeze(1)
+        tokens = torch.cat([glob, players, objects], dim=1)
+        pad = torch.cat([torch.zeros_like(b["object_mask"][:, :3]), ~b["object_mask"]], dim=1)
+        h = self.norm(self.encoder(tokens, src_key_padding_mask=pad))
+        g, p, o = h[:, 0], h[:, 1:3], h[:, 3:]
+
+        refs = b["refs"]  # [B, C, R]
+        valid = (refs >= 0).unsqueeze(-1).to(h.dtype)
+        gathered = torch.gather(
+            o.unsqueeze(1).expand(-1, refs.shape[1], -1, -1),
+            2,
+            refs.clamp(min=0).unsqueeze(-1).expand(-1, -1, -1, o.shape[-1]),
+        )  # [B, C, R, d]
+        ref_mean = (gathered * valid).sum(2) / valid.sum(2).clamp(min=1)
+        tp = b["target_player"]  # 0 none, 1 acting seat, 2 opponent
+        player_vec = torch.gather(p, 1, (tp.clamp(min=1) - 1).unsqueeze(-1).expand(-1, -1, p.shape[-1]))
+        player_vec = torch.where((tp > 0).unsqueeze(-1), player_vec, self.no_player)
+        cand = self.kind_embedding(b["kinds"]) + self.flag_proj(b["flags"]) + ref_mean + player_vec
+        logits = self.score(torch.cat([cand, g.unsqueeze(1).expand_as(cand)], dim=-1)).squeeze(-1)
+        logits = logits.masked_fill(~b["candidate_mask"], float("-inf"))
+        value = torch.tanh(self.value(g).squeeze(-1))
+        return logits, value
+
+
+def to_tensors(batch: dict[str, np.ndarray], device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+    out = {}
+    for key, array in batch.items():
+        tensor = torch.from_numpy(np.ascontiguousarray(array))
+        if tensor.dtype == torch.int32:
+            tensor = tensor.long()
+        out[key] = tensor.to(device, non_blocking=True)
+    return out

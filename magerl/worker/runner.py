@@ -1,0 +1,196 @@
+"""A game runner: one process playing games with the current policy, streaming episodes.
+
+Each game pits the learning policy against an opponent drawn from a configured mix:
+itself (both seats learn), a past snapshot, or the engine's AI at some difficulty.
+New weights are taken between decisions, by version, without stopping the game; every
+recorded decision carries the version that made it, so the learner can correct for age.
+"""
+
+from __future__ import annotations
+
+import random
+import signal
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import zmq
+
+from magerl import telemetry
+from magerl.game.agents import EngineAIAgent
+from magerl.game.cards import CardDatabase
+from magerl.game.decks import load_deck
+from magerl.game.session import EngineError, GameSession, Limits
+from magerl.model.agent import PolicyAgent
+from magerl.model.encoding import stack
+from magerl.model.network import PolicyNet
+from magerl.telemetry.logs import EventLog
+from magerl.transport.episodes import Episode
+from magerl.transport.messages import MessageError, decode_message
+from magerl.transport.sockets import EpisodeSender, WeightsSubscriber
+from magerl.transport.weights import parse_weights
+
+DEFAULT_OPPONENTS = "self=0.4,snapshot=0.2,engine:veryeasy=0.1,engine:easy=0.15,engine:medium=0.1,engine:hard=0.05"
+ENGINE_ERROR_KIND = {"PanicException": "panic", "ValueError": "rejected_action", "LookupError": "no_legal_action"}
+
+
+def parse_opponents(spec: str) -> dict[str, float]:
+    """`self=0.4,snapshot=0.2,engine:easy=0.4` → weights; the engine AI never drops to zero."""
+    mix: dict[str, float] = {}
+    for part in spec.split(","):
+        name, _, weight = part.strip().partition("=")
+        if name not in ("self", "snapshot") and not name.startswith("engine:"):
+            raise ValueError(f"opponent {name!r}: use self, snapshot or engine:DIFFICULTY")
+        if name.startswith("engine:"):
+            EngineAIAgent(name.split(":", 1)[1])  # validates the difficulty
+        try:
+            mix[name] = float(weight)
+        except ValueError:
+            raise ValueError(f"opponent {name!r}: weight {weight!r} is not a number") from None
+        if mix[name] < 0:
+            raise ValueError(f"opponent {name!r}: negative weight")
+    if sum(w for n, w in mix.items() if n.startswith("engine:")) <= 0:
+        raise ValueError("the opponent mix needs some engine:DIFFICULTY weight (bots never drop to zero)")
+    return mix
+
+
+@dataclass
+class RunnerConfig:
+    episodes_address: str
+    weights_address: str
+    decks: list[str]
+    opponents: dict[str, float]
+    card_db: str | None = None
+    limits: Limits = field(default_factory=Limits)
+    seed: int = 0
+    snapshot_every: int = 10  # keep a past policy every this many versions
+    snapshots: int = 5
+    weights_poll_decisions: int = 32
+
+
+class Runner:
+    def __init__(self, index: int, config: RunnerConfig, metrics: Any, log: EventLog) -> None:
+        self.index = index
+        self.config = config
+        self.metrics = metrics
+        self.log = log
+        self.rng = random.Random((config.seed << 16) ^ index ^ time.time_ns())
+        cards = CardDatabase.load(config.card_db)
+        self.engine = cards.engine()
+        self.decks = [load_deck(d, cards).cards() for d in config.decks]
+        self.ctx = zmq.Context()
+        self.sender = EpisodeSender(self.ctx, config.episodes_address)
+        self.weights = WeightsSubscriber(self.ctx, config.weights_address)
+        self.model: PolicyNet | None = None
+        self.version = -1
+        self.snapshots: deque[tuple[int, PolicyNet]] = deque(maxlen=config.snapshots)
+
+    # -- weights ------------------------------------------------------------------------
+    def poll_weights(self, timeout_ms: int = 0) -> None:
+        raw = self.weights.latest(timeout_ms)
+        if raw is None:
+            return
+        try:
+            version, config, state = parse_weights(decode_message(raw))
+        except MessageError as exc:
+            self.log.error("weights_rejected", kind=exc.kind, component="transport", exc=exc)
+            return
+        if version == self.version:
+            return
+        if self.model is None or self.model.config != config:
+            self.model = PolicyNet(config)
+        self.model.load_state_dict(state)
+        self.version = version
+        self.metrics.set_policy_version(version)
+        if version % self.config.snapshot_every == 0 or not self.snapshots:
+            snapshot = PolicyNet(config)
+            snapshot.load_state_dict(state)
+            self.snapshots.append((version, snapshot.eval()))
+
+    # -- games --------------------------------------------------------------------------
+    def _opponent(self) -> tuple[str, Any]:
+        names = list(self.config.opponents)
+        name = self.rng.choices(names, weights=[self.config.opponents[n] for n in names])[0]
+        if name == "snapshot" and len(self.snapshots) > 1:
+            version, model = self.rng.choice(list(self.snapshots)[:-1])
+            return name, PolicyAgent(model, version=version, seed=self.rng.getrandbits(32), name=f"snapshot-{version}")
+        if name.startswith("engine:"):
+            return name, EngineAIAgent(name.split(":", 1)[1])
+        return "self", None
+
+    def play_one(self) -> None:
+        assert self.model is not None
+        opponent_name, opponent = self._opponent()
+        learner = PolicyAgent(self.model, version=self.version, seed=self.rng.getrandbits(32), record=True)
+        learner_seat = self.rng.randrange(2)
+        agents: list[Any] = [learner, learner] if opponent is None else [None, None]
+        if opponent is not None:
+            agents[learner_seat], agents[1 - learner_seat] = learner, opponent
+        decks = (self.rng.choice(self.decks), self.rng.choice(self.decks))
+        session = GameSession(self.engine, decks, seed=self.rng.getrandbits(31), limits=self.config.limits)
+        steps: dict[int, list] = {0: [], 1: []}
+        decisions = 0
+        try:
+            while (decision := session.next_decision()) is not None:
+                agent = agents[decision.seat]
+                index = agent.act(decision)
+                if agent is learner:
+                    steps[decision.seat].extend(learner.take_steps())
+                    decisions += 1
+                    if decisions % self.config.weights_poll_decisions == 0:
+                        self.poll_weights()
+                        learner.version = self.version
+                session.choose(decision, index)
+        except EngineError as exc:
+            self.log.error("engine_error", kind=ENGINE_ERROR_KIND.get(exc.cause_type, "other"), component="engine",
+                           exc=exc, prompt=str(exc.prompt)[:200])
+        result = session.result()
+        if result.aborted:
+            self.metrics.record_episode_aborted(result.aborted)
+            return
+        self.metrics.record_episode_completed(self.index, seconds=result.seconds, turns=result.turns, decisions=decisions)
+        seats = (0, 1) if opponent is None else (learner_seat,)
+        for seat in seats:
+            if steps[seat]:
+                self._send(steps[seat], seat, result.winner, opponent_name, result.turns)
+
+    def _send(self, steps: list, seat: int, winner: int | None, opponent: str, turns: int) -> None:
+        encoded, actions, logp, values, versions = zip(*steps)
+        arrays = stack(encoded)
+        arrays.update(
+            actions=np.asarray(actions, np.int32),
+            logp=np.asarray(logp, np.float32),
+            values=np.asarray(values, np.float32),
+            versions=np.asarray(versions, np.int32),
+        )
+        reward = 0.0 if winner is None else (1.0 if winner == seat else -1.0)
+        episode = Episode(arrays, reward, {"runner": self.index, "opponent": opponent, "turns": turns})
+        dropped = self.sender.send(episode.to_bytes())
+        if dropped:
+            self.metrics.record_episode_dropped("queue_full", dropped)
+        self.metrics.set_queue_depth("worker_outbox", len(self.sender.outbox))
+
+    def run(self, stop: Any) -> None:
+        while not stop.is_set() and self.model is None:
+            self.sender.flush()
+            self.poll_weights(timeout_ms=500)
+        self.log.info("runner_started", runner=self.index, policy_version=self.version)
+        while not stop.is_set():
+            self.poll_weights()
+            self.play_one()
+            self.sender.flush()
+            self.metrics.set_queue_depth("worker_outbox", len(self.sender.outbox))
+        self.sender.close()
+        self.weights.close()
+        self.ctx.term()
+
+
+def runner_main(index: int, config: RunnerConfig, stop: Any) -> None:
+    """Entry point of a runner process (spawned by the worker)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the worker stops us through `stop`
+    torch.set_num_threads(1)
+    metrics = telemetry.attach("worker")
+    Runner(index, config, metrics, EventLog("worker", metrics)).run(stop)

@@ -1,0 +1,136 @@
+"""The learner in-process: updates set real metrics, bad messages are counted, checkpoints are safe."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from magerl import telemetry
+from magerl.learner import checkpoint
+from magerl.learner.server import Learner, LearnerConfig
+from magerl.model.network import ModelConfig, PolicyNet
+from magerl.model.synthetic import synthetic_episode
+from magerl.telemetry import collectors
+from magerl.telemetry.metrics import MULTIPROC_ENV
+
+SMALL = ModelConfig(d_model=16, layers=1, heads=2)
+
+
+@pytest.fixture
+def tm(tmp_path, monkeypatch):
+    monkeypatch.setenv(MULTIPROC_ENV, str(tmp_path / "metrics"))
+    monkeypatch.setattr(collectors, "nvml_reader", lambda: None)
+    t = telemetry.start("learner", port=0, addr="127.0.0.1", sample_interval=3600)
+    yield t
+    t.close()
+
+
+def make_learner(tmp_path, tm, **kw) -> Learner:
+    config = LearnerConfig(checkpoint_dir=tmp_path / "ckpt", episodes_address="tcp://127.0.0.1:0",
+                           weights_address="tcp://127.0.0.1:0", model=SMALL, device="cpu", **kw)
+    return Learner(config, tm)
+
+
+def value(tm, name: str, **labels) -> float:
+    m = tm.metrics.metric(name)
+    return (m.labels(**labels) if labels else m)._value.get()
+
+
+def close(learner: Learner) -> None:
+    learner.receiver.close()
+    learner.publisher.close()
+    learner.ctx.term()
+
+
+def test_update_sets_real_metrics_and_checkpoints(tmp_path, tm) -> None:
+    learner = make_learner(tmp_path, tm, checkpoint_every=2)
+    rng = np.random.default_rng(0)
+    try:
+        before = {k: v.clone() for k, v in learner.model.state_dict().items()}
+        for _ in range(2):
+            learner.train_step([synthetic_episode(rng, steps=40), synthetic_episode(rng, steps=30)], batch_size=64)
+        assert learner.updates == 2
+        assert value(tm, "mage_training_updates_total") == 2
+        assert value(tm, "mage_current_batch_size") == 70
+        assert value(tm, "mage_samples_processed_total") == 140
+        loss = value(tm, "mage_training_loss")
+        assert np.isfinite(loss) and loss != 0.0
+        assert value(tm, "mage_policy_version") == 2
+        assert any((before[k] != v).any() for k, v in learner.model.state_dict().items())
+        assert [p.name for p in checkpoint.list_checkpoints(tmp_path / "ckpt")] == ["ckpt-000000002"]
+        assert value(tm, "mage_checkpoints_saved_total") == 1
+    finally:
+        close(learner)
+    resumed = make_learner(tmp_path, tm)
+    try:
+        assert resumed.updates == 2 and resumed.samples == 140
+        for k, v in resumed.model.state_dict().items():
+            torch.testing.assert_close(v, learner.model.state_dict()[k])
+        assert resumed.optimizer.state_dict()["state"], "optimizer state resumed"
+    finally:
+        close(resumed)
+
+
+def test_malformed_and_stale_messages_are_counted_not_fatal(tmp_path, tm) -> None:
+    learner = make_learner(tmp_path, tm, max_policy_lag=5)
+    try:
+        learner.handle_message(b"\x93garbage")
+        learner.handle_message(b"")
+        assert value(tm, "mage_errors_total", component="transport", kind="malformed") == 2
+        learner.updates = 50
+        learner.handle_message(synthetic_episode(np.random.default_rng(0), steps=5, version=1).to_bytes())
+        assert value(tm, "mage_episodes_dropped_total", reason="stale_policy") == 1
+        learner.handle_message(synthetic_episode(np.random.default_rng(0), steps=5, version=48).to_bytes())
+        assert len(learner.inbox) == 1
+    finally:
+        close(learner)
+
+
+def test_inbox_drops_oldest_when_full(tmp_path, tm) -> None:
+    learner = make_learner(tmp_path, tm, inbox_episodes=2)
+    try:
+        for i in range(4):
+            learner.handle_message(synthetic_episode(np.random.default_rng(i), steps=3).to_bytes())
+        assert len(learner.inbox) == 2
+        assert value(tm, "mage_episodes_dropped_total", reason="queue_full") == 2
+        assert value(tm, "mage_queue_depth", queue="learner_inbox") == 2
+        assert sum(e.length for e in learner.inbox.take(5, timeout=0.1)) == 6
+    finally:
+        close(learner)
+
+
+def test_failed_checkpoint_write_keeps_previous(tmp_path, tm, monkeypatch) -> None:
+    learner = make_learner(tmp_path, tm)
+    try:
+        learner.updates = 1
+        learner.save()
+        learner.updates = 2
+
+        def broken(*args, **kwargs):
+            raise OSError(28, "No space left on device")
+
+        monkeypatch.setattr(checkpoint, "save_file", broken)
+        learner.save()
+        assert [p.name for p in (tmp_path / "ckpt").iterdir()] == ["ckpt-000000001"]
+        assert value(tm, "mage_errors_total", component="checkpoint", kind="write_failed") == 1
+        assert value(tm, "mage_checkpoints_saved_total") == 1
+    finally:
+        close(learner)
+
+
+def test_damaged_newest_checkpoint_is_skipped(tmp_path) -> None:
+    model = PolicyNet(SMALL)
+    checkpoint.save(tmp_path, 1, model, None, {"version": 1})
+    newest = checkpoint.save(tmp_path, 2, model, None, {"version": 2})
+    (newest / "model.safetensors").write_bytes(b"truncated")
+    ckpt, problems = checkpoint.load_latest(tmp_path)
+    assert ckpt is not None and ckpt.state["updates"] == 1
+    assert len(problems) == 1 and "ckpt-000000002" in problems[0]
+
+
+def test_keeps_last_k(tmp_path) -> None:
+    model = PolicyNet(SMALL)
+    for u in range(1, 6):
+        checkpoint.save(tmp_path, u, model, None, {}, keep=3)
+    assert [p.name for p in checkpoint.list_checkpoints(tmp_path)] == ["ckpt-000000005", "ckpt-000000004", "ckpt-000000003"]

@@ -1,0 +1,67 @@
+"""Encoding, network and policy agent on real game decisions; batch-size planning."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from magerl.game.agents import RandomAgent
+from magerl.game.session import GameSession
+from magerl.learner.batch_size import plan_batch_size
+from magerl.model.agent import PolicyAgent
+from magerl.model.encoding import F_OBJECT, MAX_CANDIDATES, collate, encode, stack
+from magerl.model.network import ModelConfig, PolicyNet, to_tensors
+
+
+def decisions(engine, decks, n=150):
+    session = GameSession(engine, (decks["white-weenie"].cards(), decks["dimir-control"].cards()), seed=5)
+    agent = RandomAgent(1)
+    out = []
+    while (d := session.next_decision()) is not None and len(out) < n:
+        out.append(encode(d.observation, d.candidates))
+        session.choose(d, agent.act(d))
+    return out
+
+
+def test_encoding_and_network_on_real_decisions(engine, decks) -> None:
+    encoded = decisions(engine, decks)
+    arrays = stack(encoded)
+    assert arrays["objects"].shape[1] == F_OBJECT
+    assert len(arrays["kinds"]) == arrays["candidate_counts"].sum()
+    assert (arrays["refs"] >= 0).any(), "candidates should point at objects"
+    batch = collate(arrays)
+    model = PolicyNet(ModelConfig(d_model=32, layers=1, heads=2))
+    logits, values = model(to_tensors(batch))
+    assert logits.shape == (len(encoded), max(len(e.kinds) for e in encoded))
+    mask = torch.from_numpy(batch["candidate_mask"])
+    assert torch.isfinite(logits[mask]).all() and torch.isinf(logits[~mask]).all()
+    assert ((values >= -1) & (values <= 1)).all()
+    # padding does not change a decision's scores
+    alone, _ = model(to_tensors(collate(stack([encoded[-1]]))))
+    n = len(encoded[-1].kinds)
+    torch.testing.assert_close(alone[0, :n], logits[-1, :n], rtol=1e-4, atol=1e-4)
+
+
+def test_policy_agent_plays_and_records(engine, decks) -> None:
+    model = PolicyNet(ModelConfig(d_model=32, layers=1, heads=2))
+    session = GameSession(engine, (decks["green-stompy"].cards(), decks["mono-red-burn"].cards()), seed=9)
+    agent = PolicyAgent(model, version=3, seed=0, record=True)
+    other = RandomAgent(2)
+    while (d := session.next_decision()) is not None:
+        index = (agent if d.seat == 0 else other).act(d)
+        assert 0 <= index < min(len(d.candidates), MAX_CANDIDATES)
+        session.choose(d, index)
+    steps = agent.take_steps()
+    assert steps and all(v == 3 and lp <= 0 for _, _, lp, _, v in steps)
+    assert agent.steps == []
+
+
+def test_batch_size_plan_on_cpu_is_measured_and_capped() -> None:
+    model = PolicyNet(ModelConfig(d_model=32, layers=1, heads=2))
+    plan = plan_batch_size(model, torch.device("cpu"), cap=10**9)
+    assert plan.bytes_per_sample > 1000 and plan.optimal > 1
+    assert plan.optimal == pytest.approx((plan.budget_bytes - plan.fixed_bytes) // plan.bytes_per_sample, abs=1)
+    bigger = plan_batch_size(PolicyNet(ModelConfig(d_model=64, layers=2, heads=4)), torch.device("cpu"), cap=10**9)
+    assert bigger.bytes_per_sample > plan.bytes_per_sample
+    assert plan_batch_size(model, torch.device("cpu"), cap=48).optimal == 48
