@@ -14,8 +14,10 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
 	touch $@
 
+# A short local training run: learner, one worker and the evaluator on loopback.
 run: $(STAMP)
-	$(VENV)/bin/magerl play --agent random --agent engine:easy --games 24 --seed 1
+	$(VENV)/bin/magerl train --updates 12 --max-samples-per-batch 256 --checkpoint-every 4 \
+	  --eval-every 4 --eval-games 4 --eval-opponent random --eval-opponent engine:easy
 
 test: $(STAMP)
 	scripts/install-test-tools.sh
@@ -24,6 +26,8 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/engine_speed.py
 	$(PY) bench/telemetry_overhead.py
+	$(PY) bench/worker_overhead.py
+	$(PY) bench/learner_ceiling.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -10,7 +10,7 @@ from magerl.game.agents import RandomAgent
 from magerl.game.session import GameSession
 from magerl.learner.batch_size import plan_batch_size
 from magerl.model.agent import PolicyAgent
-from magerl.model.encoding import F_OBJECT, MAX_CANDIDATES, collate, encode, stack
+from magerl.model.encoding import F_OBJECT, MAX_CANDIDATES, collate, encode, single, stack
 from magerl.model.network import ModelConfig, PolicyNet, to_tensors
 
 
@@ -37,8 +37,10 @@ def test_encoding_and_network_on_real_decisions(engine, decks) -> None:
     mask = torch.from_numpy(batch["candidate_mask"])
     assert torch.isfinite(logits[mask]).all() and torch.isinf(logits[~mask]).all()
     assert ((values >= -1) & (values <= 1)).all()
-    # padding does not change a decision's scores
+    # padding does not change a decision's scores, and the one-decision fast path agrees
     alone, _ = model(to_tensors(collate(stack([encoded[-1]]))))
+    fast, _ = model(to_tensors(single(encoded[-1])))
+    torch.testing.assert_close(fast, alone)
     n = len(encoded[-1].kinds)
     torch.testing.assert_close(alone[0, :n], logits[-1, :n], rtol=1e-4, atol=1e-4)
 

@@ -76,3 +76,12 @@ def test_no_pickle_anywhere() -> None:
     root = pathlib.Path(__file__).resolve().parents[1] / "magerl"
     offenders = [p for p in root.rglob("*.py") if "import pickle" in p.read_text() or "torch.load(" in p.read_text()]
     assert offenders == []
+
+
+def test_split_episode_keeps_rows_aligned() -> None:
+    episode = synthetic_episode(np.random.default_rng(3), steps=10, objects=4, candidates=3)
+    head, tail = episode.split(4)
+    assert head.length == 4 and tail.length == 6
+    for part in (head, tail):
+        parse_episode(decode_message(part.to_bytes()))  # each part is a valid episode
+    np.testing.assert_array_equal(np.concatenate([head.arrays["objects"], tail.arrays["objects"]]), episode.arrays["objects"])

@@ -24,9 +24,8 @@ from magerl.game.play import play_game, schedule, wilson
 from magerl.game.session import EngineError, GameSession, Limits
 from magerl.model.agent import PolicyAgent
 from magerl.model.network import PolicyNet
-from magerl.transport.messages import MessageError, decode_message
 from magerl.transport.sockets import WeightsSubscriber
-from magerl.transport.weights import parse_weights
+from magerl.transport.weights import latest_weights
 
 DEFAULT_OPPONENTS = ("random", "engine:easy", "engine:medium", "engine:hard")
 
@@ -89,14 +88,10 @@ def run_evaluator(config: EvaluatorConfig, *, port: int | None = None, addr: str
     last_evaluated = None
     try:
         while not stop.is_set():
-            raw = weights.latest(1000)
-            if raw is None:
+            received = latest_weights(weights, tm.log, 1000)
+            if received is None:
                 continue
-            try:
-                version, model_config, params = parse_weights(decode_message(raw))
-            except MessageError as exc:
-                tm.log.error("weights_rejected", kind=exc.kind, component="transport", exc=exc)
-                continue
+            version, model_config, params = received
             state["version"] = version
             if last_evaluated is not None and version < last_evaluated + config.every_updates:
                 continue

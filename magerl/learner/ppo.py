@@ -60,12 +60,18 @@ def make_batch(episodes: list[Episode]) -> Batch:
     )
 
 
+def _rows(counts: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """Row numbers, in ragged storage, of the decisions `index`."""
+    starts = (np.cumsum(counts) - counts)[index]
+    picked = counts[index]
+    offsets = np.arange(int(picked.sum())) - np.repeat(np.cumsum(picked) - picked, picked)
+    return np.repeat(starts, picked) + offsets
+
+
 def slice_rows(batch: Batch, index: np.ndarray) -> dict[str, np.ndarray]:
-    """The ragged inputs of the decisions `index` (sorted), padded for the network."""
+    """The ragged inputs of the decisions `index`, padded for the network."""
     oc, cc = batch.inputs["object_counts"], batch.inputs["candidate_counts"]
-    o_start, c_start = np.cumsum(oc) - oc, np.cumsum(cc) - cc
-    o_rows = np.concatenate([np.arange(o_start[i], o_start[i] + oc[i]) for i in index]).astype(np.int64)
-    c_rows = np.concatenate([np.arange(c_start[i], c_start[i] + cc[i]) for i in index]).astype(np.int64)
+    o_rows, c_rows = _rows(oc, index), _rows(cc, index)
     sub = {"object_counts": oc[index], "candidate_counts": cc[index],
            "players": batch.inputs["players"][index], "glob": batch.inputs["glob"][index]}
     for k in ("objects", "names"):

@@ -70,7 +70,8 @@ class Inbox:
             return dropped
 
     def take(self, samples: int, timeout: float) -> list[Episode]:
-        """Whole episodes totalling at least `samples` decisions, or [] after `timeout`."""
+        """Exactly `samples` decisions (an episode may be split; its rest stays first in
+        line), or [] when fewer arrived within `timeout`."""
         with self._cond:
             self._cond.wait_for(lambda: sum(e.length for e in self._items) >= samples, timeout)
             if sum(e.length for e in self._items) < samples:
@@ -78,6 +79,9 @@ class Inbox:
             taken, total = [], 0
             while total < samples:
                 episode = self._items.popleft()
+                if total + episode.length > samples:
+                    episode, rest = episode.split(samples - total)
+                    self._items.appendleft(rest)
                 taken.append(episode)
                 total += episode.length
             return taken

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from magerl.game.session import Decision
-from magerl.model.encoding import Encoded, collate, encode, stack
+from magerl.model.encoding import Encoded, encode, single
 from magerl.model.network import PolicyNet, to_tensors
 
 
@@ -28,7 +28,7 @@ class PolicyAgent:
     @torch.inference_mode()
     def act(self, decision: Decision) -> int:
         encoded = encode(decision.observation, decision.candidates)
-        logits, value = self.model(to_tensors(collate(stack([encoded]))))
+        logits, value = self.model(to_tensors(single(encoded)))
         logp = torch.log_softmax(logits[0].double(), dim=-1).numpy()
         probs = np.exp(logp)
         if self.greedy:

@@ -241,3 +241,15 @@ def collate(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         "kinds": kinds, "refs": refs, "target_player": target_player, "flags": flags,
         "candidate_mask": candidate_mask,
     }
+
+
+def single(e: Encoded) -> dict[str, np.ndarray]:
+    """One decision as a batch of one: `collate(stack([e]))` without the padding work."""
+    n, c = max(len(e.names), 1), len(e.kinds)
+    objects, names = (e.objects, e.names) if len(e.names) else (np.zeros((1, F_OBJECT), np.float32), np.zeros(1, np.int32))
+    return {
+        "objects": objects[None], "names": names[None], "object_mask": np.full((1, n), len(e.names) > 0),
+        "players": e.players[None], "glob": e.glob[None],
+        "kinds": e.kinds[None], "refs": e.refs[None], "target_player": e.target_player[None], "flags": e.flags[None],
+        "candidate_mask": np.ones((1, c), bool),
+    }

@@ -29,6 +29,9 @@ EPISODE_ARRAYS: dict[str, tuple[str, tuple[int, ...]]] = {
 }
 
 
+CANDIDATE_ROWS = ("kinds", "refs", "target_player", "flags")
+
+
 @dataclass
 class Episode:
     arrays: dict[str, np.ndarray]
@@ -38,6 +41,16 @@ class Episode:
     @property
     def length(self) -> int:
         return int(len(self.arrays["actions"]))
+
+    def split(self, steps: int) -> tuple["Episode", "Episode"]:
+        """The first `steps` decisions and the rest, as two episodes with the same result."""
+        a = self.arrays
+        objects, candidates = int(a["object_counts"][:steps].sum()), int(a["candidate_counts"][:steps].sum())
+        head, tail = {}, {}
+        for name, array in a.items():
+            cut = objects if name in ("objects", "names") else candidates if name in CANDIDATE_ROWS else steps
+            head[name], tail[name] = array[:cut], array[cut:]
+        return Episode(head, self.reward, self.meta), Episode(tail, self.reward, self.meta)
 
     def to_bytes(self) -> bytes:
         return encode_message("episode", {**self.meta, "reward": self.reward}, self.arrays)

@@ -8,7 +8,9 @@ import numpy as np
 import torch
 
 from magerl.model.network import ModelConfig
-from magerl.transport.messages import Message, MessageError, encode_message
+from magerl.telemetry.logs import EventLog
+from magerl.transport.messages import Message, MessageError, decode_message, encode_message
+from magerl.transport.sockets import WeightsSubscriber
 
 
 def weights_to_bytes(version: int, config: ModelConfig, model: torch.nn.Module) -> bytes:
@@ -32,3 +34,16 @@ def parse_weights(message: Message) -> tuple[int, ModelConfig, dict[str, torch.T
             raise MessageError("malformed", f"weight {name!r} is not finite float32")
         state[name] = torch.from_numpy(array.copy())
     return version, model_config, state
+
+
+def latest_weights(subscriber: WeightsSubscriber, log: EventLog,
+                   timeout_ms: int = 0) -> tuple[int, ModelConfig, dict[str, torch.Tensor]] | None:
+    """The newest weights received, if any; a bad message is logged, counted and skipped."""
+    raw = subscriber.latest(timeout_ms)
+    if raw is None:
+        return None
+    try:
+        return parse_weights(decode_message(raw))
+    except MessageError as exc:
+        log.error("weights_rejected", kind=exc.kind, component="transport", exc=exc)
+        return None

@@ -29,9 +29,8 @@ from magerl.model.encoding import stack
 from magerl.model.network import PolicyNet
 from magerl.telemetry.logs import EventLog
 from magerl.transport.episodes import Episode
-from magerl.transport.messages import MessageError, decode_message
 from magerl.transport.sockets import EpisodeSender, WeightsSubscriber
-from magerl.transport.weights import parse_weights
+from magerl.transport.weights import latest_weights
 
 DEFAULT_OPPONENTS = "self=0.4,snapshot=0.2,engine:veryeasy=0.1,engine:easy=0.15,engine:medium=0.1,engine:hard=0.05"
 ENGINE_ERROR_KIND = {"PanicException": "panic", "ValueError": "rejected_action", "LookupError": "no_legal_action"}
@@ -90,14 +89,10 @@ class Runner:
 
     # -- weights ------------------------------------------------------------------------
     def poll_weights(self, timeout_ms: int = 0) -> None:
-        raw = self.weights.latest(timeout_ms)
-        if raw is None:
+        received = latest_weights(self.weights, self.log, timeout_ms)
+        if received is None:
             return
-        try:
-            version, config, state = parse_weights(decode_message(raw))
-        except MessageError as exc:
-            self.log.error("weights_rejected", kind=exc.kind, component="transport", exc=exc)
-            return
+        version, config, state = received
         if version == self.version:
             return
         if self.model is None or self.model.config != config:
@@ -122,15 +117,25 @@ class Runner:
         return "self", None
 
     def play_one(self) -> None:
-        assert self.model is not None
+        """Play one game against an opponent from the mix and send its episodes."""
         opponent_name, opponent = self._opponent()
-        learner = PolicyAgent(self.model, version=self.version, seed=self.rng.getrandbits(32), record=True)
-        learner_seat = self.rng.randrange(2)
-        agents: list[Any] = [learner, learner] if opponent is None else [None, None]
-        if opponent is not None:
-            agents[learner_seat], agents[1 - learner_seat] = learner, opponent
         decks = (self.rng.choice(self.decks), self.rng.choice(self.decks))
-        session = GameSession(self.engine, decks, seed=self.rng.getrandbits(31), limits=self.config.limits)
+        episodes = self.play_game(opponent_name, opponent, self.rng.randrange(2), decks, self.rng.getrandbits(31))
+        for episode in episodes:
+            dropped = self.sender.send(episode.to_bytes())
+            if dropped:
+                self.metrics.record_episode_dropped("queue_full", dropped)
+        self.metrics.set_queue_depth("worker_outbox", len(self.sender.outbox))
+
+    def play_game(self, opponent_name: str, opponent: Any, learner_seat: int, decks: tuple[list[str], list[str]],
+                  seed: int) -> list[Episode]:
+        """One game of the current policy (both seats when `opponent` is None); its episodes."""
+        assert self.model is not None
+        learner = PolicyAgent(self.model, version=self.version, seed=seed, record=True)
+        agents: list[Any] = [learner, learner]
+        if opponent is not None:
+            agents[1 - learner_seat] = opponent
+        session = GameSession(self.engine, decks, seed=seed, limits=self.config.limits)
         steps: dict[int, list] = {0: [], 1: []}
         decisions = 0
         try:
@@ -150,14 +155,12 @@ class Runner:
         result = session.result()
         if result.aborted:
             self.metrics.record_episode_aborted(result.aborted)
-            return
+            return []
         self.metrics.record_episode_completed(self.index, seconds=result.seconds, turns=result.turns, decisions=decisions)
         seats = (0, 1) if opponent is None else (learner_seat,)
-        for seat in seats:
-            if steps[seat]:
-                self._send(steps[seat], seat, result.winner, opponent_name, result.turns)
+        return [self._episode(steps[s], s, result.winner, opponent_name, result.turns) for s in seats if steps[s]]
 
-    def _send(self, steps: list, seat: int, winner: int | None, opponent: str, turns: int) -> None:
+    def _episode(self, steps: list, seat: int, winner: int | None, opponent: str, turns: int) -> Episode:
         encoded, actions, logp, values, versions = zip(*steps)
         arrays = stack(encoded)
         arrays.update(
@@ -167,11 +170,7 @@ class Runner:
             versions=np.asarray(versions, np.int32),
         )
         reward = 0.0 if winner is None else (1.0 if winner == seat else -1.0)
-        episode = Episode(arrays, reward, {"runner": self.index, "opponent": opponent, "turns": turns})
-        dropped = self.sender.send(episode.to_bytes())
-        if dropped:
-            self.metrics.record_episode_dropped("queue_full", dropped)
-        self.metrics.set_queue_depth("worker_outbox", len(self.sender.outbox))
+        return Episode(arrays, reward, {"runner": self.index, "opponent": opponent, "turns": turns})
 
     def run(self, stop: Any) -> None:
         while not stop.is_set() and self.model is None:
