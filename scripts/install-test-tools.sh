@@ -3,7 +3,7 @@
 # Run by `make test`. Needs root and apt-get; elsewhere it says what to install, and the
 # tests that need a missing tool skip (or fail, under MAGERL_REQUIRE_TOOLS=1 as in CI).
 set -euo pipefail
-declare -A package_of=([promtool]=prometheus)
+declare -A package_of=([promtool]=prometheus [amtool]=prometheus-alertmanager)
 missing=()
 for tool in "${!package_of[@]}"; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("${package_of[$tool]}")
