@@ -120,6 +120,7 @@ def test_pod_relabelling_keeps_mage_pods_only(tmp_path) -> None:
         _pod("127.0.0.5:8080", "grafana", name="not-ours"),
         _pod("127.0.0.6:8080", "mage-worker", phase="Pending", name="pending"),
     ]
+    pods[0]["labels"]["__meta_kubernetes_pod_label_magerl_io_run"] = "run-7"
     (tmp_path / "pods.json").write_text(json.dumps(pods))
     config = yaml.safe_load((PROM / "prometheus.yml").read_text())
     config = _swap_discovery(config, lambda job: {"file_sd_configs": [{"files": ["pods.json"]}]})
@@ -132,6 +133,7 @@ def test_pod_relabelling_keeps_mage_pods_only(tmp_path) -> None:
     assert kept["mage-worker-a"]["__address__"] == "127.0.0.1:9090"
     assert kept["mage-learner-0"]["__address__"] == "127.0.0.2:9191"
     assert kept["mage-learner-0"]["__metrics_path__"] == "/custom"
+    assert kept["mage-worker-a"]["run"] == "run-7"
     assert {k["role"] for k in kept.values()} == {"worker", "learner", "evaluator"}
     assert all(k["namespace"] == "mage" and k["app"].startswith("mage-") for k in kept.values())
 
@@ -151,3 +153,46 @@ def test_alertmanager_config_and_routes() -> None:
         assert out.returncode == 0, (labels, out.stdout, out.stderr)
     text = ALERTMANAGER.read_text()
     assert "_file:" in text and not re.search(r"(password|routing_key|api_url):\s*\S", text)
+
+
+def _dashboard_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("generate", ROOT / "deploy" / "grafana" / "generate.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def dashboard_queries(dashboard: dict) -> list[tuple[str, str]]:
+    """(panel title, expr) of every query in the dashboard."""
+    return [(p["title"], t["expr"]) for p in dashboard["panels"] for t in p.get("targets", [])]
+
+
+def test_dashboard_is_current_and_complete() -> None:
+    generate = _dashboard_module()
+    committed = generate.OUTPUT.read_text()
+    assert committed == generate.render(), "stale dashboard: run python deploy/grafana/generate.py"
+    dashboard = json.loads(committed)
+    assert dashboard["title"] == "Mage AI Training"
+    titles = {p["title"] for p in dashboard["panels"]}
+    guide_views = {"Episode Generation Rate", "Training Loss Trends", "GPU Memory", "CPU per Pod", "Memory per Pod",
+                   "Error Rate Analysis", "Throughput Table", "Win Rate", "Policy Versions and Lag", "Checkpoints",
+                   "Batch Size: Optimal vs Current"}
+    assert guide_views <= titles
+    assert [v["name"] for v in dashboard["templating"]["list"]] == ["datasource", "cluster", "namespace", "run"]
+    external = {"container_cpu_usage_seconds_total", "container_memory_usage_bytes", "process_cpu_seconds_total",
+                "kube_pod_container_status_restarts_total", "nvidia_gpu_memory_used_bytes", "nvidia_gpu_memory_total_bytes"}
+    for title, expr in dashboard_queries(dashboard):
+        names = set(re.findall(r"\b((?:mage|container|process|kube|nvidia)_[a-z_]+)\b", expr))
+        names = {n for n in names if not n.startswith("mage_(")}
+        assert names and names <= set(BY_NAME) | external, (title, names - set(BY_NAME) - external)
+
+
+def test_grafana_provisioning_layout() -> None:
+    base = ROOT / "deploy" / "grafana" / "provisioning"
+    datasources = yaml.safe_load((base / "datasources" / "prometheus.yml").read_text())
+    assert datasources["apiVersion"] == 1 and datasources["datasources"][0]["type"] == "prometheus"
+    providers = yaml.safe_load((base / "dashboards" / "magerl.yml").read_text())
+    assert providers["apiVersion"] == 1 and providers["providers"][0]["type"] == "file"
+    assert providers["providers"][0]["options"]["path"].startswith("/var/lib/grafana/dashboards")
