@@ -151,6 +151,7 @@ class Trainer:
         for child in self.children:
             self._wait_for(child, "metrics_listening", 120)
             print(f"{child.name:<10} metrics http://127.0.0.1:{child.metrics_port}/metrics   log {child.log_path}", flush=True)
+        self._write_targets()
 
         deadline = time.monotonic() + o.hours * 3600 if o.hours else None
         previous = signal.signal(signal.SIGINT, self._on_interrupt)
@@ -170,6 +171,15 @@ class Trainer:
             code = self._shutdown(learner)
         self._summary(learner, time.monotonic() - start)
         return code
+
+    def _write_targets(self) -> None:
+        """RUN_DIR/prometheus-targets.json: file discovery for deploy/prometheus/prometheus-local.yml."""
+        targets = []
+        for child in self.children:
+            role = child.name.split("-")[0]
+            labels = {"role": role, "app": f"mage-{role}", "pod": child.name, "namespace": "local", "run": self.o.run_dir.name}
+            targets.append({"targets": [f"127.0.0.1:{child.metrics_port}"], "labels": labels})
+        (self.o.run_dir / "prometheus-targets.json").write_text(json.dumps(targets, indent=1))
 
     def _on_interrupt(self, signum: int, frame: Any) -> None:
         self.stopping = True

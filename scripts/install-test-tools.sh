@@ -1,18 +1,34 @@
 #!/usr/bin/env bash
-# Installs the system tools the tests drive for real (Debian packages), when missing.
-# Run by `make test`. Needs root and apt-get; elsewhere it says what to install, and the
+# Installs the system tools the tests drive for real, when missing: Debian's Prometheus
+# (promtool) and Alertmanager (amtool), and Fluent Bit 1.8 built from source into
+# .cache/fluent-bit (Debian has no package; ../shared/tools/build-fluent-bit.sh, ~80 s).
+# Run by `make test`. Needs root and apt-get; elsewhere it says what is missing, and the
 # tests that need a missing tool skip (or fail, under MAGERL_REQUIRE_TOOLS=1 as in CI).
 set -euo pipefail
+cd "$(dirname "$0")/.."
 declare -A package_of=([promtool]=prometheus [amtool]=prometheus-alertmanager)
 missing=()
 for tool in "${!package_of[@]}"; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("${package_of[$tool]}")
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
-if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
-  echo "note: tests need Debian packages: ${missing[*]} (install them, or those tests skip)" >&2
-  exit 0
+root=0
+[ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1 && root=1
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ $root -eq 1 ]; then
+    echo "installing Debian packages: ${missing[*]}" >&2
+    ls /var/lib/apt/lists/*_Packages >/dev/null 2>&1 || apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    echo "note: tests need Debian packages: ${missing[*]} (install them, or those tests skip)" >&2
+  fi
 fi
-echo "installing Debian packages: ${missing[*]}" >&2
-ls /var/lib/apt/lists/*_Packages >/dev/null 2>&1 || apt-get update -qq
-DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fluent_bit=.cache/fluent-bit/build/bin/fluent-bit
+builder=../shared/tools/build-fluent-bit.sh
+if ! command -v fluent-bit >/dev/null 2>&1 && [ ! -x "$fluent_bit" ] && [ -z "${MAGERL_FLUENT_BIT:-}" ]; then
+  if [ $root -eq 1 ] && [ -f "$builder" ]; then
+    echo "building Fluent Bit 1.8 into .cache/fluent-bit (about 80 s)" >&2
+    bash "$builder" "$PWD/.cache/fluent-bit" >/dev/null
+  else
+    echo "note: Fluent Bit is missing (install it or set MAGERL_FLUENT_BIT); its tests skip" >&2
+  fi
+fi

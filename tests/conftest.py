@@ -35,3 +35,12 @@ def require_tool(name: str) -> str:
     if os.environ.get("MAGERL_REQUIRE_TOOLS") == "1":
         pytest.fail(message + "; MAGERL_REQUIRE_TOOLS=1 forbids skipping")
     pytest.skip(message)
+
+
+def fluent_bit_binary() -> str:
+    """Fluent Bit: $MAGERL_FLUENT_BIT, the build cached by scripts/install-test-tools.sh, or PATH."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for candidate in (os.environ.get("MAGERL_FLUENT_BIT"), os.path.join(root, ".cache", "fluent-bit", "build", "bin", "fluent-bit")):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    return require_tool("fluent-bit")

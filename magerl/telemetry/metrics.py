@@ -123,9 +123,24 @@ class Metrics:
         self.role = role
         wanted = {role, *extra_roles}
         self._m = _ByName(role, {s.name: _build(s) for s in CATALOGUE if wanted.intersection(s.roles)})
+        self._zero_counters()
         version = metadata.version("magerl")
         engine = metadata.version("phase-python")
         self._m["mage_build_info"].labels(version, engine, role).set(1)
+
+    def _zero_counters(self) -> None:
+        """Create every bounded label set of the counters at 0, so that rates and alerts see
+        a series before its first event (Prometheus' advice for labelled counters)."""
+        label_sets = {
+            "mage_errors_total": [(c, k) for c, kinds in ERROR_KINDS.items() for k in kinds],
+            "mage_episodes_aborted_total": [(r,) for r in ABORT_REASONS],
+            "mage_episodes_dropped_total": [(r,) for r in DROP_REASONS],
+            "mage_evaluation_games_total": [(o,) for o in OPPONENTS],
+        }
+        for name, sets in label_sets.items():
+            if name in self._m:
+                for values in sets:
+                    self._m[name].labels(*values)
 
     def metric(self, name: str) -> Any:
         """The prometheus_client object behind a catalogue metric (for tests and collectors)."""
