@@ -78,7 +78,7 @@ def evaluator_process(ready, go) -> None:
     m = telemetry.attach("evaluator")
     m.set_win_rate("engine:easy", 0.625, games=16)
     m.set_memory_used(45_000_000)
-    m.record_error("evaluator", "other")
+    m.record_error("telemetry", "collector_failed")
     ready.set()
     go.wait(60)
 
@@ -129,7 +129,7 @@ def test_every_catalogue_metric_is_exported_with_its_type_labels_and_value(pod) 
         assert value(families, "mage_episodes_dropped_total", reason="stale_policy") == 1
         assert value(families, "mage_errors_total", component="engine", kind="panic") == 2
         assert value(families, "mage_errors_total", component="checkpoint", kind="write_failed") == 1
-        assert value(families, "mage_errors_total", component="evaluator", kind="other") == 1
+        assert value(families, "mage_errors_total", component="telemetry", kind="collector_failed") == 1
         assert value(families, "mage_training_loss") == 1.25
         assert value(families, "mage_current_batch_size") == 512
         assert value(families, "mage_samples_processed_total") == 768

@@ -22,18 +22,16 @@ ROLES: tuple[Role, ...] = ("worker", "learner", "evaluator")
 #: and transport (worker <-> learner messages).
 ERROR_KINDS: dict[str, tuple[str, ...]] = {
     "engine": ("panic", "rejected_action", "no_legal_action", "other"),
-    "transport": ("malformed", "oversized", "schema_version", "send_failed", "receive_failed", "other"),
-    "inference": ("non_finite", "other"),
-    "checkpoint": ("write_failed", "load_failed", "corrupt", "other"),
-    "learner": ("non_finite_loss", "out_of_memory", "other"),
+    "transport": ("malformed", "oversized", "schema_version", "other"),
+    "checkpoint": ("write_failed", "corrupt", "other"),
+    "learner": ("non_finite_loss", "other"),
     "worker": ("runner_died", "other"),
-    "evaluator": ("other",),
     "telemetry": ("collector_failed", "other"),
 }
 BRIDGE_COMPONENTS = ("engine", "transport")
 
 ABORT_REASONS = ("max_turns", "max_prompts", "engine_error")
-DROP_REASONS = ("queue_full", "stale_policy", "invalid", "send_failed")
+DROP_REASONS = ("queue_full", "stale_policy")  # malformed episodes count as transport errors
 QUEUES = ("worker_outbox", "learner_inbox")
 OPPONENTS = ("random", "engine:veryeasy", "engine:easy", "engine:medium", "engine:hard", "engine:veryhard")
 MAX_RUNNERS = 256
