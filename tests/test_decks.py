@@ -7,7 +7,6 @@ import sys
 
 import pytest
 
-from magerl.game.cards import CardDatabase
 from magerl.game.decks import DeckError, load_deck, standard_decks
 
 BURN = (standard_decks()["mono-red-burn"]).read_text()

@@ -129,7 +129,7 @@ def build() -> Dashboard:
             width=16, description="Errors per second by component and kind; engine and transport are the bridge errors.",
         ))
         .with_panel(Stat().title("Pod Restarts (1h)").datasource(DS).span(8).height(8)
-            .with_target(q(f'sum(increase(kube_pod_container_status_restarts_total{{namespace=~"$namespace", pod=~"mage-.*"}}[1h])) or vector(0)', "restarts")))
+            .with_target(q('sum(increase(kube_pod_container_status_restarts_total{namespace=~"$namespace", pod=~"mage-.*"}[1h])) or vector(0)', "restarts")))
     )
 
 

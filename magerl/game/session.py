@@ -15,7 +15,7 @@ What it adds to the bare engine, each for a measured reason (../shared/engine-no
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Callable, TypeVar
 
