@@ -13,7 +13,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -29,6 +28,7 @@ import zmq
 
 from conftest import fluent_bit_binary, require_tool
 from magerl.telemetry.catalogue import CATALOGUE
+from magerl.train import free_port
 from test_fluent_bit import run_fluent_bit
 from test_monitoring import dashboard_queries
 
@@ -39,12 +39,6 @@ pytestmark = pytest.mark.slow
 # Metrics that cannot appear here, and why.
 NO_GPU = {"mage_gpu_memory_used_bytes", "mage_gpu_memory_total_bytes"}  # CI has no GPU
 GPU_PANELS = {"GPU Memory", "GPU Memory per Node"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_until(what: str, check, timeout: float = 240, every: float = 1.0):
