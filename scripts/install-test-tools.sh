@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system tools the tests drive for real, when missing: Debian's Prometheus
 # (promtool) and Alertmanager (amtool), and Fluent Bit 1.8 built from source into
-# .cache/fluent-bit (Debian has no package; ../shared/tools/build-fluent-bit.sh, ~80 s).
+# .cache/fluent-bit (Debian has no package; scripts/build-fluent-bit.sh, ~80 s).
 # Run by `make test`. Needs root and apt-get; elsewhere it says what is missing, and the
 # tests that need a missing tool skip (or fail, under MAGERL_REQUIRE_TOOLS=1 as in CI).
 set -euo pipefail
@@ -23,7 +23,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
 fi
 fluent_bit=.cache/fluent-bit/build/bin/fluent-bit
-builder=../shared/tools/build-fluent-bit.sh
+builder=scripts/build-fluent-bit.sh
 if ! command -v fluent-bit >/dev/null 2>&1 && [ ! -x "$fluent_bit" ] && [ -z "${MAGERL_FLUENT_BIT:-}" ]; then
   if [ $root -eq 1 ] && [ -f "$builder" ]; then
     echo "building Fluent Bit 1.8 into .cache/fluent-bit (about 80 s)" >&2
