@@ -106,7 +106,7 @@ def main() -> None:
         checkpoint_dir=Path(tempfile.mkdtemp(prefix="magerl-ceiling-")),
         episodes_address="tcp://127.0.0.1:0", weights_address="tcp://127.0.0.1:0",
         model=ModelConfig(args.d_model, args.layers, 4), max_samples_per_batch=args.batch,
-        minibatch=args.batch, checkpoint_every=10**9, max_updates=args.updates, inbox_episodes=1024,
+        minibatch=args.batch, checkpoint_every=10**9, max_updates=args.updates,
         max_policy_lag=10**9,
     )
     learner = Learner(config, tm)

@@ -89,6 +89,10 @@ class Inbox:
     def __len__(self) -> int:
         return len(self._items)
 
+    @property
+    def full(self) -> bool:
+        return len(self._items) >= self._capacity
+
 
 class Learner:
     def __init__(self, config: LearnerConfig, tm: telemetry.Telemetry) -> None:
@@ -129,6 +133,11 @@ class Learner:
     # -- receiving ----------------------------------------------------------------------
     def _receive_loop(self) -> None:
         while not self.stop.is_set():
+            if self.inbox.full:
+                # Back-pressure: leave episodes in the socket, so senders hold or drop them at the
+                # source instead of the learner paying to receive and parse what it would drop.
+                time.sleep(0.05)
+                continue
             raw = self.receiver.receive(200)
             if raw is None:
                 continue
