@@ -1,7 +1,9 @@
 """The learner: receives episodes, trains, publishes weights by version, checkpoints.
 
 A receiving thread validates every message (malformed ones are counted and dropped)
-into a bounded inbox that drops its oldest episode when full. The training loop takes
+into a bounded inbox. When the inbox is full the thread stops reading, so episodes wait
+in the socket and workers drop their oldest at the source (counted there); the inbox
+itself drops its oldest only past capacity (counted as queue_full). The training loop takes
 whole episodes until a batch is full, runs the PPO update, publishes the new version,
 and checkpoints every N updates and on shutdown. A restart resumes from the newest valid
 checkpoint; workers reconnect by themselves.
