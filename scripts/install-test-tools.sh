@@ -32,3 +32,12 @@ if ! command -v fluent-bit >/dev/null 2>&1 && [ ! -x "$fluent_bit" ] && [ -z "${
     echo "note: Fluent Bit is missing (install it or set MAGERL_FLUENT_BIT); its tests skip" >&2
   fi
 fi
+# The Grafana schema check: TypeScript and @grafana/schema (Grafana 11.6) from npm, into .cache/ts.
+if [ ! -x .cache/ts/node_modules/.bin/tsc ] || [ ! -d .cache/ts/node_modules/@grafana/schema ]; then
+  if command -v npm >/dev/null 2>&1; then
+    mkdir -p .cache/ts
+    npm install --prefix .cache/ts --silent --no-audit --no-fund @grafana/schema@11.6.0 typescript@5 >/dev/null
+  else
+    echo "note: npm is missing: the dashboard schema check skips" >&2
+  fi
+fi

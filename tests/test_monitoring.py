@@ -195,3 +195,24 @@ def test_grafana_provisioning_layout() -> None:
     providers = yaml.safe_load((base / "dashboards" / "magerl.yml").read_text())
     assert providers["apiVersion"] == 1 and providers["providers"][0]["type"] == "file"
     assert providers["providers"][0]["options"]["path"].startswith("/var/lib/grafana/dashboards")
+
+
+def _tsc_check(tmp_path: Path, dashboard_json: str) -> subprocess.CompletedProcess:
+    tsc = ROOT / ".cache" / "ts" / "node_modules" / ".bin" / "tsc"
+    if not tsc.exists():
+        require_tool("tsc (npm install --prefix .cache/ts @grafana/schema@11.6.0 typescript@5)")
+    source = tmp_path / "check.ts"
+    source.write_text("import type { Dashboard } from '@grafana/schema';\n"
+                      f"export const dashboard = ({dashboard_json}) satisfies Dashboard;\n")
+    (tmp_path / "node_modules").symlink_to(ROOT / ".cache" / "ts" / "node_modules")
+    return run(str(tsc), "--noEmit", "--strict", "--skipLibCheck", "--moduleResolution", "node", "--target", "es2020",
+               str(source), cwd=tmp_path)
+
+
+def test_dashboard_satisfies_grafana_schema(tmp_path) -> None:
+    text = (ROOT / "deploy" / "grafana" / "dashboards" / "mage-ai-training.json").read_text()
+    checked = _tsc_check(tmp_path, text)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    assert _tsc_check(broken, text.replace('"graphTooltip": 0', '"graphTooltip": "sometimes"')).returncode != 0

@@ -134,7 +134,12 @@ def build() -> Dashboard:
 
 
 def render() -> str:
-    return json.dumps(json.loads(JSONEncoder(sort_keys=True, indent=2).encode(build().build())), indent=2, sort_keys=True) + "\n"
+    dashboard = json.loads(JSONEncoder(sort_keys=True, indent=2).encode(build().build()))
+    for var in dashboard["templating"]["list"]:
+        if var["type"] != "interval":  # the SDK writes interval-only defaults on every variable
+            for key in ("auto", "auto_count", "auto_min"):
+                var.pop(key, None)
+    return json.dumps(dashboard, indent=2, sort_keys=True) + "\n"
 
 
 if __name__ == "__main__":
