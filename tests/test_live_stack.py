@@ -187,8 +187,10 @@ def test_live_stack(tmp_path) -> None:
         assert federated[0]["metric"]["job"] == "mage-pods"  # honor_labels keeps the original job
 
         # 5. stopping the workers' game runners fires LowEpisodeGenerationRate, and it is delivered
-        runners = [e["pid"] for e in events(run_dir / "logs" / "worker-0.log", "runner_launched")]
+        launched = {e["runner"]: e["pid"] for e in events(run_dir / "logs" / "worker-0.log", "runner_launched")}
+        runners = list(launched.values())  # the latest process of each runner
         assert runners
+        assert not events(run_dir / "logs" / "worker-0.log", "runner_died"), "a runner crashed during the run"
         for pid in runners:
             os.kill(pid, signal.SIGSTOP)
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -9,7 +10,9 @@ from magerl.game.agents import RandomAgent
 from magerl.game.session import GameSession
 from magerl.learner.batch_size import plan_batch_size
 from magerl.model.agent import PolicyAgent
-from magerl.model.encoding import F_OBJECT, MAX_CANDIDATES, collate, encode, single, stack
+from magerl.model.encoding import (
+    F_CANDIDATE, F_GLOBAL, F_OBJECT, F_PLAYER, MAX_CANDIDATES, Encoded, collate, encode, single, stack,
+)
 from magerl.model.network import ModelConfig, PolicyNet, to_tensors
 
 
@@ -66,3 +69,17 @@ def test_batch_size_plan_on_cpu_is_measured_and_capped() -> None:
     bigger = plan_batch_size(PolicyNet(ModelConfig(d_model=64, layers=2, heads=4)), torch.device("cpu"), cap=10**9)
     assert bigger.bytes_per_sample > plan.bytes_per_sample
     assert plan_batch_size(model, torch.device("cpu"), cap=48).optimal == 48
+
+
+@pytest.mark.parametrize("n_objects", [0, 1, 2, 3])
+def test_network_handles_boards_with_few_objects(n_objects) -> None:
+    """A mulligan to two cards leaves fewer objects than the three fixed tokens (a real crash once)."""
+    rng = np.random.default_rng(n_objects)
+    e = Encoded(rng.random((n_objects, F_OBJECT), np.float32), np.arange(1, n_objects + 1, dtype=np.int32),
+                rng.random((2, F_PLAYER), np.float32), rng.random(F_GLOBAL).astype(np.float32),
+                np.array([1, 2], np.int32), np.full((2, 3), -1, np.int32), np.zeros(2, np.int32),
+                rng.random((2, F_CANDIDATE), np.float32))
+    model = PolicyNet(ModelConfig(d_model=16, layers=1, heads=2))
+    for batch in (single(e), collate(stack([e, e]))):
+        logits, values = model(to_tensors(batch))
+        assert torch.isfinite(logits).all() and torch.isfinite(values).all()

@@ -75,7 +75,8 @@ class PolicyNet(nn.Module):
         players = self.player_proj(b["players"])
         glob = self.global_proj(b["glob"]).unsqueeze(1)
         tokens = torch.cat([glob, players, objects], dim=1)
-        attend = torch.cat([torch.ones_like(b["object_mask"][:, :3]), b["object_mask"]], dim=1)[:, None, None, :]
+        fixed = torch.ones(tokens.shape[0], 3, dtype=torch.bool, device=tokens.device)  # global + 2 players
+        attend = torch.cat([fixed, b["object_mask"]], dim=1)[:, None, None, :]
         h = tokens
         for block in self.blocks:
             h = block(h, attend)
