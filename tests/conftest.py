@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 
 import pytest
 
@@ -44,3 +45,17 @@ def fluent_bit_binary() -> str:
         if candidate and os.access(candidate, os.X_OK):
             return candidate
     return require_tool("fluent-bit")
+
+
+def wait_until(what: str, check, timeout: float = 240.0, every: float = 0.5):
+    """Poll `check` until it returns something truthy (connection errors count as not yet)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            result = check()
+        except OSError:
+            result = None
+        if result:
+            return result
+        time.sleep(every)
+    pytest.fail(f"timed out waiting for: {what}")

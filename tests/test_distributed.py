@@ -16,19 +16,12 @@ import psutil
 import pytest
 import zmq
 
+from conftest import wait_until
 from magerl.train import Child, free_port
 
 pytestmark = pytest.mark.slow
 
 
-def wait_until(what: str, check, timeout: float = 240.0, every: float = 0.5):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(every)
-    pytest.fail(f"timed out waiting for: {what}")
 
 
 def metric(child: Child, key: str) -> float:

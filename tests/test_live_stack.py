@@ -16,7 +16,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import urllib.parse
 import urllib.request
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -26,7 +25,7 @@ import pytest
 import yaml
 import zmq
 
-from conftest import fluent_bit_binary, require_tool
+from conftest import fluent_bit_binary, require_tool, wait_until
 from magerl.telemetry.catalogue import CATALOGUE
 from magerl.train import free_port
 from test_fluent_bit import run_fluent_bit
@@ -41,17 +40,6 @@ NO_GPU = {"mage_gpu_memory_used_bytes", "mage_gpu_memory_total_bytes"}  # CI has
 GPU_PANELS = {"GPU Memory", "GPU Memory per Node"}
 
 
-def wait_until(what: str, check, timeout: float = 240, every: float = 1.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            result = check()
-        except OSError:
-            result = None
-        if result:
-            return result
-        time.sleep(every)
-    pytest.fail(f"timed out waiting for: {what}")
 
 
 def query(port: int, expr: str) -> list[dict]:

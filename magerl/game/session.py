@@ -86,12 +86,11 @@ class Candidate:
 class Decision:
     """A choice asked of the agent in `seat`: pick an index into `candidates`."""
 
-    def __init__(self, session: "GameSession", seat: int, prompt: str, candidates: list[Candidate], step: int):
+    def __init__(self, session: "GameSession", seat: int, prompt: str, candidates: list[Candidate]):
         self.session = session
         self.seat = seat
         self.prompt = prompt
         self.candidates = candidates
-        self.step = step  # identifies the engine prompt this decision belongs to
 
     @cached_property
     def observation(self) -> Observation:
@@ -193,10 +192,6 @@ class GameSession:
         self._combat = self._pending = None
 
     # -- the decision loop ---------------------------------------------------------
-    @property
-    def over(self) -> bool:
-        return self._over
-
     def next_decision(self) -> Decision | None:
         """Advance to the next real choice; None once the game has ended or was aborted."""
         if self._pending is not None:
@@ -258,7 +253,7 @@ class GameSession:
         return pending["player"], unique
 
     def _ask(self, seat: int, prompt: str, candidates: list[Candidate]) -> Decision:
-        self._pending = Decision(self, seat, prompt, candidates, self.prompts)
+        self._pending = Decision(self, seat, prompt, candidates)
         return self._pending
 
     def _apply(self, seat: int, action: GameAction, prompt: Any) -> None:
