@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from magerl.game.cards import CARD_DB_ENV, CardDatabase, CardDataError
-from magerl.game.decks import DeckError, load_deck, standard_decks
+from magerl.game.decks import Deck, DeckError, load_deck, standard_decks
 from magerl.game.play import MatchReport, run_match, summarize
 from magerl.game.session import Limits
 
@@ -200,18 +200,24 @@ def cmd_learner(args: argparse.Namespace) -> int:
     return 0
 
 
-def _decks_checked(specs: list[str] | None, card_db: str | None) -> list[str]:
-    cards = _load_cards(card_db)
-    specs = specs or sorted(standard_decks())
-    problems = []
-    for spec in specs:
+def _load_decks(specs: list[str] | None, cards: CardDatabase) -> list[Deck]:
+    """The given decks (default: the standard ones); every problem of every deck in one error."""
+    problems: list[str] = []
+    decks = []
+    for spec in specs or sorted(standard_decks()):
         try:
-            load_deck(spec, cards)
+            decks.append(load_deck(spec, cards))
         except DeckError as exc:
             problems += exc.problems
     if problems:
         raise UsageError("\n".join(problems))
-    return specs
+    return decks
+
+
+def _decks_checked(specs: list[str] | None, card_db: str | None) -> list[str]:
+    """Deck specs for a service, validated before any process starts."""
+    _load_decks(specs, _load_cards(card_db))
+    return specs or sorted(standard_decks())
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -314,16 +320,7 @@ def cmd_play(args: argparse.Namespace) -> int:
     if args.games < 1 or args.jobs < 1:
         raise UsageError("--games and --jobs must be at least 1")
     cards = _load_cards(args.card_db)
-    deck_specs = args.deck or sorted(standard_decks())
-    problems: list[str] = []
-    decks = []
-    for spec in deck_specs:
-        try:
-            decks.append(load_deck(spec, cards))
-        except DeckError as exc:
-            problems += exc.problems
-    if problems:
-        raise UsageError("\n".join(problems))
+    decks = _load_decks(args.deck, cards)
     limits = Limits(max_turns=args.max_turns, max_prompts=args.max_prompts)
     start = time.perf_counter()
     try:
