@@ -11,6 +11,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Sequence
 
+from magerl.game.agents import make_agent
 from magerl.game.cards import CARD_DB_ENV, CardDatabase, CardDataError
 from magerl.game.decks import Deck, DeckError, load_deck, standard_decks
 from magerl.game.play import MatchReport, run_match, summarize
@@ -85,7 +86,62 @@ def build_parser() -> argparse.ArgumentParser:
     cards.set_defaults(func=cmd_cards)
 
     _add_services(sub)
+    _add_imitate(sub)
+    _add_ladder(sub)
     return parser
+
+
+def _add_ladder(sub: Any) -> None:
+    from magerl.evaluator.ladder import DEFAULT_SEED, LADDER
+
+    ladder = sub.add_parser("ladder", help="a checkpoint against every fixed opponent; JSON report and plot")
+    steps = ladder.add_subparsers(dest="step", required=True, metavar="STEP")
+    run = steps.add_parser("run", help="play the ladder and write its JSON report")
+    run.add_argument("--checkpoint", required=True, metavar="PATH", help="checkpoint folder, or a run folder (its newest)")
+    run.add_argument("--opponent", action="append", metavar="AGENT", help=f"repeatable (default: {', '.join(LADDER)})")
+    run.add_argument("--games", type=int, default=216,
+                     help="games per opponent (default 216: nine full cycles of deck pairings and seats)")
+    run.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"seed of the first game (default {DEFAULT_SEED})")
+    run.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    run.add_argument("--deck", action="append", metavar="DECK", help="decks (default: the standard decks)")
+    run.add_argument("--out", metavar="FILE", help="write the report here as JSON")
+    _add_card_db(run)
+    run.set_defaults(func=cmd_ladder_run)
+    plot = steps.add_parser("plot", help="PNG of win rate against training compute from ladder reports")
+    plot.add_argument("reports", nargs="+", metavar="REPORT", help="ladder JSON reports (one per checkpoint)")
+    plot.add_argument("--out", required=True, metavar="PNG")
+    plot.set_defaults(func=cmd_ladder_plot)
+
+
+def _add_imitate(sub: Any) -> None:
+    imitate = sub.add_parser("imitate", help="behaviour cloning: record the engine AI's games, fit a policy to them")
+    steps = imitate.add_subparsers(dest="step", required=True, metavar="STEP")
+    rec = steps.add_parser("record", help="play games with an engine AI teacher and append its decisions to a file")
+    rec.add_argument("--out", required=True, metavar="FILE", help="episode file to append to (created if missing)")
+    rec.add_argument("--teacher", default="engine:medium", metavar="AGENT", help="engine:DIFFICULTY (default engine:medium)")
+    rec.add_argument("--opponents", default="engine:medium=0.5,random=0.25,engine:easy=0.25", metavar="MIX",
+                     help="AGENT=WEIGHT,... ; the teacher's own spec records both seats "
+                     "(default engine:medium=0.5,random=0.25,engine:easy=0.25)")
+    rec.add_argument("--games", type=int, default=500)
+    rec.add_argument("--epsilon", type=float, default=0.05,
+                     help="chance the teacher's seat plays a random move instead, for wider states; "
+                     "the recorded label stays the teacher's choice (default 0.05)")
+    rec.add_argument("--seed", type=int, default=1)
+    rec.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    rec.add_argument("--deck", action="append", metavar="DECK", help="decks (default: the standard decks)")
+    _add_card_db(rec)
+    rec.set_defaults(func=cmd_imitate_record)
+    fit = steps.add_parser("fit", help="train a policy on recorded teacher games and write a checkpoint")
+    fit.add_argument("--data", action="append", required=True, metavar="FILE", help="recorded episode file (repeatable)")
+    fit.add_argument("--out", required=True, metavar="DIR", help="checkpoint folder to write checkpoints into")
+    fit.add_argument("--epochs", type=int, default=6)
+    fit.add_argument("--batch", type=int, default=256)
+    fit.add_argument("--lr", type=float, default=1e-3)
+    fit.add_argument("--seed", type=int, default=0)
+    fit.add_argument("--max-episodes", type=int, default=None, metavar="N",
+                     help="fit on the first N recorded episodes only (for learning curves)")
+    _model_args(fit)
+    fit.set_defaults(func=cmd_imitate_fit)
 
 
 def _metrics_args(p: argparse.ArgumentParser) -> None:
@@ -125,6 +181,9 @@ def _add_services(sub: Any) -> None:
     learner.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda[:N]")
     learner.add_argument("--lr", type=float, default=3e-4)
     learner.add_argument("--seed", type=int, default=0)
+    learner.add_argument("--init-from", metavar="PATH", default=None,
+                         help="start from this checkpoint's weights (e.g. a behaviour-cloned policy, or 'default' "
+                         "for the shipped one) when the checkpoint folder has none to resume; its model size wins")
     _model_args(learner)
     _metrics_args(learner)
     learner.set_defaults(func=cmd_learner)
@@ -169,6 +228,8 @@ def _add_services(sub: Any) -> None:
     train.add_argument("--eval-games", type=int, default=8, help="games per opponent per evaluation (default 8)")
     train.add_argument("--eval-opponent", action="append", metavar="AGENT", help="evaluation opponents (repeatable)")
     train.add_argument("--opponents", default=None, metavar="MIX", help="workers' opponent mix (see magerl worker)")
+    train.add_argument("--init-from", metavar="PATH", default=None,
+                       help="start the learner from this checkpoint (see magerl learner --init-from)")
     _model_args(train)
     train.set_defaults(func=cmd_train)
 
@@ -195,7 +256,15 @@ def cmd_learner(args: argparse.Namespace) -> int:
         max_updates=args.max_updates,
         device=args.device,
         seed=args.seed,
+        init_from=args.init_from,
     )
+    if args.init_from:
+        from magerl.learner.checkpoint import find
+
+        try:
+            find(args.init_from)
+        except ValueError as exc:
+            raise UsageError(f"--init-from: {exc}") from exc
     run_learner(config, port=args.metrics_port, addr=args.metrics_addr)
     return 0
 
@@ -244,7 +313,6 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 def cmd_evaluator(args: argparse.Namespace) -> int:
     from magerl.evaluator.service import DEFAULT_OPPONENTS, EvaluatorConfig, run_evaluator
-    from magerl.game.agents import make_agent
 
     opponents = tuple(args.opponent or DEFAULT_OPPONENTS)
     for spec in opponents:
@@ -288,6 +356,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise UsageError(f"--resume: {run_dir} has no checkpoint to continue")
     model = ["--d-model", str(args.d_model), "--layers", str(args.layers), "--heads", str(args.heads)]
     learner = [*model, "--checkpoint-every", str(args.checkpoint_every)]
+    if args.init_from:
+        from magerl.learner.checkpoint import find
+
+        try:
+            find(args.init_from)
+        except ValueError as exc:
+            raise UsageError(f"--init-from: {exc}") from exc
+        learner += ["--init-from", args.init_from]
     if args.max_samples_per_batch:
         learner += ["--max-samples-per-batch", str(args.max_samples_per_batch)]
     worker = ["--opponents", args.opponents] if args.opponents else []
@@ -304,6 +380,145 @@ def cmd_train(args: argparse.Namespace) -> int:
         return Trainer(options).run()
     except RuntimeError as exc:
         raise UsageError(str(exc)) from exc
+
+
+def cmd_imitate_record(args: argparse.Namespace) -> int:
+    from magerl.learner.imitation import parse_mix, record, teacher_games
+
+    if not args.teacher.startswith("engine:"):
+        raise UsageError("--teacher must be engine:DIFFICULTY")
+    try:
+        make_agent(args.teacher)
+        mix = parse_mix(args.opponents)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    if args.games < 1 or args.jobs < 1 or not 0 <= args.epsilon <= 1:
+        raise UsageError("--games and --jobs must be at least 1, --epsilon within 0..1")
+    cards = _load_cards(args.card_db)
+    decks = _load_decks(args.deck, cards)
+    plan = teacher_games(args.teacher, mix, args.games, len(decks), args.seed, args.epsilon)
+    out = Path(args.out)
+    from tqdm import tqdm
+
+    start = time.perf_counter()
+
+    def tick(done: int, summary: dict[str, Any]) -> None:
+        if bar is not None:
+            bar.update(1)
+        elif done % 10 == 0 or done == len(plan):  # not a terminal: a line now and then
+            print(f"{done}/{len(plan)} games, {time.perf_counter() - start:.0f} s", flush=True)
+
+    with tqdm(total=len(plan), unit="game", dynamic_ncols=True, disable=None) as bar:
+        bar = bar if not bar.disable else None
+        totals = record(str(cards.path), [d.cards() for d in decks], plan, out, jobs=min(args.jobs, args.games),
+                        progress=tick)
+    print(f"{out} now holds {totals['games']} games ({totals['aborted']} aborted), {totals['episodes']} episodes, "
+          f"{totals['decisions']} teacher decisions, {totals['seconds']:.0f} s of recording")
+    return 0
+
+
+def cmd_imitate_fit(args: argparse.Namespace) -> int:
+    import torch
+
+    from magerl.learner import checkpoint
+    from magerl.learner.imitation import FitConfig, fit, read_episodes
+    from magerl.model.network import ModelConfig, PolicyNet
+    from magerl.transport.messages import MessageError
+
+    episodes, ledgers = [], []
+    for name in args.data:
+        try:
+            episodes += list(read_episodes(Path(name)))
+            ledger = Path(name + ".json")
+            ledgers.append(json.loads(ledger.read_text()) if ledger.exists() else {})
+        except OSError as exc:
+            raise UsageError(f"{name}: {exc.strerror}") from exc
+        except MessageError as exc:
+            raise UsageError(f"{name}: not a recorded episode file ({exc})") from exc
+    recorded = len(episodes)
+    if args.max_episodes is not None:
+        episodes = episodes[: args.max_episodes]
+    if len(episodes) < 2:
+        raise UsageError("need at least two recorded episodes")
+    torch.manual_seed(args.seed)
+    model = PolicyNet(ModelConfig(d_model=args.d_model, layers=args.layers, heads=args.heads))
+    cfg = FitConfig(epochs=args.epochs, batch=args.batch, lr=args.lr, seed=args.seed)
+    decisions = sum(e.length for e in episodes)
+    print(f"{len(episodes)} episodes, {decisions} teacher decisions; "
+          f"{sum(p.numel() for p in model.parameters())} parameters", flush=True)
+    start = time.perf_counter()
+
+    def report(epoch: int, figures: dict[str, float]) -> None:
+        held = figures.get("holdout_agreement")
+        print(f"epoch {epoch}/{cfg.epochs}: loss {figures['loss']:.3f}, agreement train {figures['train_agreement']:.1%}"
+              + (f" held-out {held:.1%}" if held is not None else "") + f", {figures['samples_per_second']:.0f} samples/s",
+              flush=True)
+
+    figures = fit(model, episodes, cfg, report)
+    fit_seconds = time.perf_counter() - start
+    # recording time of the episodes used, pro rata when only the first N of the files are
+    record_seconds = sum(float(ledger.get("seconds", 0.0)) for ledger in ledgers) * len(episodes) / recorded
+    recipe = {
+        "method": "behaviour cloning",
+        "teacher": sorted({str(e.meta.get("teacher")) for e in episodes}),
+        "opponents": sorted({str(e.meta.get("opponent")) for e in episodes}),
+        "data": args.data,
+        "arguments": {k: v for k, v in vars(args).items() if k != "func"},
+        "fit": {**cfg.__dict__},
+        "figures": figures,
+        "compute": {"episodes": len(episodes), "decisions": decisions, "record_seconds": round(record_seconds, 1),
+                    "fit_seconds": round(fit_seconds, 1), "seconds": round(record_seconds + fit_seconds, 1),
+                    "cpu_cores": os.cpu_count(), "device": "cpu"},
+    }
+    path = checkpoint.save(Path(args.out), 0, model, None, {"version": 0, "recipe": recipe})
+    print(f"checkpoint written: {path}")
+    return 0
+
+
+def cmd_ladder_run(args: argparse.Namespace) -> int:
+    from magerl.evaluator.ladder import LADDER, format_ladder, run_ladder
+    from magerl.learner.checkpoint import find
+
+    if args.games < 1 or args.jobs < 1:
+        raise UsageError("--games and --jobs must be at least 1")
+    try:
+        path = find(args.checkpoint).path
+        opponents = tuple(args.opponent or LADDER)
+        for opponent in opponents:
+            make_agent(opponent)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    cards = _load_cards(args.card_db)
+    decks = _load_decks(args.deck, cards)
+    report = run_ladder(cards, decks, path, opponents=opponents, games=args.games, seed=args.seed,
+                        jobs=min(args.jobs, args.games))
+    print(format_ladder(report))
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
+        print(f"report written: {args.out}")
+    return 0
+
+
+def cmd_ladder_plot(args: argparse.Namespace) -> int:
+    from magerl.evaluator.ladder import plot
+
+    reports = []
+    for name in args.reports:
+        try:
+            reports.append(json.loads(Path(name).read_text()))
+        except OSError as exc:
+            raise UsageError(f"{name}: {exc.strerror}") from exc
+        except json.JSONDecodeError as exc:
+            raise UsageError(f"{name}: not JSON ({exc})") from exc
+    try:
+        plot(reports, Path(args.out))
+    except ImportError as exc:
+        raise UsageError(f"plotting needs matplotlib: pip install 'magerl[report]' ({exc})") from exc
+    except KeyError as exc:
+        raise UsageError(f"not a ladder report: missing {exc}") from exc
+    print(f"plot written: {args.out}")
+    return 0
 
 
 def _load_cards(path: str | None) -> CardDatabase:
@@ -368,6 +583,8 @@ def format_report(report: MatchReport) -> str:
         f"mean turns (finished games): {mean_turns}",
         f"aborted games: {sum(report.aborted.values())} ({aborted})",
         f"decisions: {report.decisions}, {report.decisions_per_second:.0f}/s per process",
+        "time to choose per decision: " + ", ".join(
+            f"{label} {ms:.2f} ms" for label, ms in zip(labels, report.decision_ms) if ms is not None),
     ]
     return "\n".join(lines)
 

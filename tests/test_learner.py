@@ -135,3 +135,16 @@ def test_keeps_last_k(tmp_path) -> None:
     for u in range(1, 6):
         checkpoint.save(tmp_path, u, model, None, {}, keep=3)
     assert [p.name for p in checkpoint.list_checkpoints(tmp_path)] == ["ckpt-000000005", "ckpt-000000004", "ckpt-000000003"]
+
+
+def test_learner_starts_from_another_checkpoint(tmp_path, tm) -> None:
+    """--init-from: a behaviour-cloned policy is where self-play starts (when there is nothing to resume)."""
+    start = PolicyNet(ModelConfig(d_model=8, layers=1, heads=2))
+    checkpoint.save(tmp_path / "bc", 0, start, None, {"version": 0})
+    learner = make_learner(tmp_path, tm, init_from=str(tmp_path / "bc"))
+    try:
+        assert learner.model.config == start.config  # its size wins over the configured one
+        assert all(torch.equal(v, start.state_dict()[k]) for k, v in learner.model.state_dict().items())
+        assert learner.updates == 0
+    finally:
+        close(learner)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
@@ -40,13 +41,19 @@ class GameRecord:
 
 
 def play_game(session: GameSession, agents: list[Agent]) -> GameResult:
-    """Drive `session` to its end with `agents[seat]` answering each decision."""
+    """Drive `session` to its end with `agents[seat]` answering each decision, timing each agent."""
+    act_seconds = [0.0, 0.0]
     try:
         while (decision := session.next_decision()) is not None:
-            session.choose(decision, agents[decision.seat].act(decision))
+            start = time.perf_counter()
+            index = agents[decision.seat].act(decision)
+            act_seconds[decision.seat] += time.perf_counter() - start
+            session.choose(decision, index)
     except EngineError:
         pass  # the session recorded it as an aborted game
-    return session.result()
+    result = session.result()
+    result.act_seconds = act_seconds
+    return result
 
 
 def schedule(n_decks: int, games: int, seed: int) -> Iterator[GameSpec]:
@@ -68,6 +75,10 @@ _worker: dict[str, Any] = {}
 
 
 def _init_worker(card_data: str, deck_cards: list[list[str]], agent_specs: list[str], limits: Limits) -> None:
+    if any(spec.startswith("policy:") for spec in agent_specs):
+        import torch
+
+        torch.set_num_threads(1)  # one core per game process: what a worker's runner gets
     _worker.update(
         engine=phase.Engine.from_path(card_data),
         decks=deck_cards,
@@ -193,6 +204,7 @@ class MatchReport:
     engine_errors: int = 0
     decisions: int = 0
     decisions_per_second: float = 0.0  # per process: agent decisions over in-game time
+    decision_ms: list[float | None] = field(default_factory=lambda: [None, None])  # each agent's mean time to choose
 
 
 def summarize(
@@ -204,10 +216,14 @@ def summarize(
     finished_turns: list[int] = []
     decisions = 0
     engine_seconds = 0.0
+    agent_decisions, agent_seconds = [0, 0], [0.0, 0.0]
     for rec in records:
         result = rec.result
         decisions += sum(result.decisions)
         engine_seconds += result.seconds
+        for agent, seat in enumerate(rec.spec.agent_seats):
+            agent_decisions[agent] += result.decisions[seat]
+            agent_seconds[agent] += result.act_seconds[seat]
         for agent in (0, 1):
             tallies = (overall[agent], per_deck[agent][decks[rec.spec.decks[agent]].name])
             for tally in tallies:
@@ -237,6 +253,7 @@ def summarize(
         engine_errors=aborted.get("engine_error", 0),
         decisions=decisions,
         decisions_per_second=decisions / engine_seconds if engine_seconds else 0.0,
+        decision_ms=[1000 * t / n if n else None for t, n in zip(agent_seconds, agent_decisions)],
     )
 
 

@@ -15,7 +15,7 @@ What it adds to the bare engine, each for a measured reason (../shared/engine-no
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Callable, TypeVar
 
@@ -57,6 +57,7 @@ class GameResult:
     seconds: float
     aborted: str | None = None  # "max_turns", "max_prompts", "engine_error"
     error: str | None = None
+    act_seconds: list[float] = field(default_factory=lambda: [0.0, 0.0])  # time each seat's agent spent choosing
 
 
 class Candidate:

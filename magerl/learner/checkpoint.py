@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from importlib import resources
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -123,16 +124,27 @@ def load_latest(directory: Path, with_optimizer: bool = True) -> tuple[Checkpoin
     return None, problems
 
 
-def load_policy(spec: str) -> tuple[PolicyNet, int]:
-    """A policy from a checkpoint folder, or the newest one in a run or checkpoints folder."""
-    path = Path(spec).expanduser()
+def shipped_policy() -> Path:
+    """The checkpoint shipped inside the package (`policy:default`); its recipe is in its state.json."""
+    return Path(str(resources.files("magerl.model") / "default"))
+
+
+def find(spec: str) -> Checkpoint:
+    """A checkpoint folder as given, or the newest loadable one in a run or checkpoints folder.
+
+    `default` names the shipped checkpoint.
+    """
+    path = shipped_policy() if spec == "default" else Path(spec).expanduser()
     if (path / "state.json").exists():
-        ckpt = load(path, with_optimizer=False)
-    else:
-        for candidate in (path / "checkpoints", path):
-            ckpt, _ = load_latest(candidate, with_optimizer=False)
-            if ckpt is not None:
-                break
-        else:
-            raise ValueError(f"{spec}: no checkpoint found (give a checkpoint folder or a run folder)")
+        return load(path, with_optimizer=False)
+    for candidate in (path / "checkpoints", path):
+        ckpt, _ = load_latest(candidate, with_optimizer=False)
+        if ckpt is not None:
+            return ckpt
+    raise ValueError(f"{spec}: no checkpoint found (give a checkpoint folder or a run folder)")
+
+
+def load_policy(spec: str) -> tuple[PolicyNet, int]:
+    """The policy of `find(spec)` and its version."""
+    ckpt = find(spec)
     return ckpt.model, int(ckpt.state.get("version", ckpt.state["updates"]))

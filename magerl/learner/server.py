@@ -51,6 +51,7 @@ class LearnerConfig:
     device: str = "auto"
     seed: int = 0
     republish_seconds: float = 2.0
+    init_from: str | None = None  # a checkpoint to start from when there is none to resume (e.g. behaviour cloning)
 
 
 class Inbox:
@@ -112,7 +113,15 @@ class Learner:
         resumed, problems = checkpoint.load_latest(config.checkpoint_dir)
         for problem in problems:
             self.log.error("checkpoint_skipped", kind="corrupt", component="checkpoint", detail=problem)
-        self.model = (resumed.model if resumed else PolicyNet(config.model)).to(self.device)
+        if resumed is not None:
+            model = resumed.model
+        elif config.init_from:
+            start = checkpoint.find(config.init_from)
+            model = start.model
+            self.log.info("initialised", checkpoint=str(start.path))
+        else:
+            model = PolicyNet(config.model)
+        self.model = model.to(self.device)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.ppo.lr)
         if resumed is not None:
             if resumed.optimizer is not None:

@@ -1,0 +1,123 @@
+"""The ladder: a checkpoint against every fixed opponent, with games enough to mean something.
+
+Each opponent gets the same schedule `magerl play` uses: every pairing of the standard
+decks, both deck assignments and both seats, in a fixed cycle (24 games with four decks),
+on seeds disjoint from any the training recipes use. Win rates count finished games
+only, with 95% Wilson intervals; aborted games are reported beside them. Each agent's
+time to choose is measured in the same games, so the policy's decision latency sits
+beside the engine AI's. Reports are JSON; `plot` draws win rate against the training
+compute recorded in each checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from magerl.game.cards import CardDatabase
+from magerl.game.decks import Deck
+from magerl.game.play import run_match, summarize
+from magerl.game.session import Limits
+
+LADDER = ("random", "engine:veryeasy", "engine:easy", "engine:medium", "engine:hard")
+TARGETS = {"random": 0.95, "engine:easy": 0.70, "engine:medium": 0.50, "engine:hard": 0.55}
+DEFAULT_SEED = 20_000  # training recipes play seeds below this
+
+
+def training_of(checkpoint_path: Path) -> dict[str, Any]:
+    """What a checkpoint's training cost: episodes and seconds, from its state.json."""
+    state = json.loads((checkpoint_path / "state.json").read_text())
+    recipe = state.get("recipe") or {}
+    compute = recipe.get("compute") or {}
+    return {
+        "episodes": compute.get("episodes", state.get("episodes")),
+        "seconds": compute.get("seconds", state.get("seconds")),
+        "updates": state.get("updates"),
+        "method": recipe.get("method", "self-play"),
+    }
+
+
+def run_ladder(cards: CardDatabase, decks: list[Deck], checkpoint: Path, *, opponents: tuple[str, ...] = LADDER,
+               games: int = 216, seed: int = DEFAULT_SEED, jobs: int = 1, progress: bool = True) -> dict[str, Any]:
+    """Play `games` games against each opponent; the report as a JSON-ready dict."""
+    policy = f"policy:{checkpoint}"
+    entries: dict[str, Any] = {}
+    for opponent in opponents:
+        start = time.perf_counter()
+        records = run_match(cards, decks, [policy, opponent], games=games, seed=seed, jobs=jobs,
+                            limits=Limits(), progress=progress)
+        report = summarize(records, [policy, opponent], decks, seed=seed, jobs=jobs,
+                           seconds=time.perf_counter() - start)
+        overall = report.overall[0]
+        entries[opponent] = {
+            "win_rate": overall["win_rate"], "ci95": overall["ci95"], "wins": overall["wins"],
+            "losses": overall["losses"], "draws": overall["draws"], "aborted": overall["aborted"],
+            "games": overall["games"], "per_deck": report.per_deck[0], "mean_turns": report.mean_turns,
+            "decision_ms": {"policy": report.decision_ms[0], "opponent": report.decision_ms[1]},
+            "seconds": round(report.seconds, 1), "target": TARGETS.get(opponent),
+        }
+    return {
+        "checkpoint": str(checkpoint),
+        "training": training_of(checkpoint),
+        "games_per_opponent": games,
+        "seed": seed,
+        "decks": [d.name for d in decks],
+        "jobs": jobs,
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "opponents": entries,
+    }
+
+
+def format_ladder(report: dict[str, Any]) -> str:
+    training = report["training"]
+    lines = [f"{report['checkpoint']}: {training['method']}, {training['episodes']} episodes, "
+             f"{(training['seconds'] or 0) / 3600:.2f} h of training compute",
+             f"{'opponent':<18}{'games':>6}{'aborted':>8}   win rate  95% CI         target   ms/decision (policy / opponent)"]
+    for name, e in report["opponents"].items():
+        rate = "   -" if e["win_rate"] is None else f"{e['win_rate']:6.1%}  [{e['ci95'][0]:.1%}, {e['ci95'][1]:.1%}]"
+        target = f"≥ {e['target']:.0%}" if e["target"] else "-"
+        ms = e["decision_ms"]
+        lines.append(f"{name:<18}{e['games']:>6}{e['aborted']:>8}   {rate:<24} {target:>6}   "
+                     f"{ms['policy'] or 0:.2f} / {ms['opponent'] or 0:.2f}")
+    return "\n".join(lines)
+
+
+def plot(reports: list[dict[str, Any]], out: Path) -> None:
+    """Win rate (with its 95% interval) against training episodes and hours, one line per opponent."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    points = sorted(reports, key=lambda r: r["training"]["episodes"] or 0)
+    opponents = list(dict.fromkeys(name for r in points for name in r["opponents"]))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
+    for ax, key, label, scale in ((axes[0], "episodes", "training episodes", 1.0),
+                                  (axes[1], "seconds", "training compute (hours, this machine)", 3600.0)):
+        for i, name in enumerate(opponents):
+            rows = [(r["training"][key] / scale, r["opponents"][name]) for r in points
+                    if name in r["opponents"] and r["opponents"][name]["win_rate"] is not None
+                    and r["training"][key] is not None]
+            if not rows:
+                continue
+            xs = [x for x, _ in rows]
+            ys = [e["win_rate"] for _, e in rows]
+            low = [e["win_rate"] - e["ci95"][0] for _, e in rows]
+            high = [e["ci95"][1] - e["win_rate"] for _, e in rows]
+            color = f"C{i}"
+            ax.errorbar(xs, ys, yerr=[low, high], marker="o", capsize=3, color=color,
+                        label=f"{name} ({rows[-1][1]['games']} games)")
+            if TARGETS.get(name):
+                ax.axhline(TARGETS[name], color=color, linestyle=":", linewidth=1)
+        ax.set_xlabel(label)
+        ax.set_ylim(0, 1)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("win rate (95% Wilson interval); dotted: target")
+    axes[0].legend(fontsize=8, loc="lower right")
+    fig.suptitle("magerl ladder: win rate against fixed opponents")
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)

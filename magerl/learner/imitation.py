@@ -1,0 +1,248 @@
+"""Behaviour cloning from the engine's built-in AI: the policy's starting point.
+
+Self-play from a random policy learned nothing measurable at the compute one machine
+has (docs/results.md). The engine's AI is a free, strong teacher, so a policy first
+learns to predict its choices, decision by decision, then self-play (PPO) continues
+from there. Teacher games are stored as the learner's own episode messages (the
+teacher's choice as the action, the game's result as the return), in files of
+length-prefixed frames: no pickle, validated on reading like network input.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import struct
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import torch
+
+from magerl.game.agents import EngineAIAgent, make_agent
+from magerl.game.session import EngineError, GameSession, Limits
+from magerl.learner.ppo import Batch, make_batch, slice_rows
+from magerl.model.encoding import MAX_CANDIDATES, encode, stack
+from magerl.model.network import PolicyNet, to_tensors
+from magerl.transport.episodes import Episode, parse_episode
+from magerl.transport.messages import decode_message
+
+FRAME = struct.Struct("<I")
+
+
+# -- recording ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TeacherGame:
+    seed: int
+    teacher: str  # engine:DIFFICULTY
+    opponent: str  # any agent spec; the teacher's own spec means both seats are recorded
+    epsilon: float  # chance the teacher's seat plays a random move (its label stays the teacher's)
+    decks: tuple[int, int]
+    teacher_seat: int
+
+
+_proc: dict[str, Any] = {}
+
+
+def _init(card_data: str, decks: list[list[str]], limits: Limits) -> None:
+    import phase
+
+    torch.set_num_threads(1)
+    _proc.update(engine=phase.Engine.from_path(card_data), decks=decks, limits=limits)
+
+
+def play_teacher_game(game: TeacherGame) -> tuple[list[bytes], dict[str, Any]]:
+    """One game; the teacher seats' decisions as episode messages, and a summary."""
+    rng = random.Random(game.seed)
+    difficulty = game.teacher.split(":", 1)[1]
+    teacher = EngineAIAgent(difficulty)
+    mirror = game.opponent == game.teacher
+    agents: list[Any] = [teacher, teacher] if mirror else [None, None]
+    if not mirror:
+        agents[game.teacher_seat] = teacher
+        agents[1 - game.teacher_seat] = make_agent(game.opponent, seed=game.seed)
+    recorded = (0, 1) if mirror else (game.teacher_seat,)
+    decks = _proc["decks"]
+    seat_decks = [decks[game.decks[0]], decks[game.decks[1]]]
+    steps: dict[int, list[tuple[Any, int]]] = {0: [], 1: []}
+    try:
+        session = GameSession(_proc["engine"], (seat_decks[0], seat_decks[1]), seed=game.seed, limits=_proc["limits"])
+        while (decision := session.next_decision()) is not None:
+            index = agents[decision.seat].act(decision)
+            if decision.seat in recorded:
+                if index < MAX_CANDIDATES:  # the policy cannot point further
+                    steps[decision.seat].append((encode(decision.observation, decision.candidates), index))
+                if game.epsilon and rng.random() < game.epsilon:
+                    index = rng.randrange(len(decision.candidates))
+            session.choose(decision, index)
+    except EngineError:
+        pass
+    result = session.result()
+    summary = {"aborted": result.aborted, "winner": result.winner, "turns": result.turns, "seconds": result.seconds}
+    if result.aborted:
+        return [], summary
+    messages = []
+    for seat in recorded:
+        if not steps[seat]:
+            continue
+        encoded, actions = zip(*steps[seat])
+        arrays = stack(encoded)
+        n = len(actions)
+        arrays.update(actions=np.asarray(actions, np.int32), logp=np.zeros(n, np.float32),
+                      values=np.zeros(n, np.float32), versions=np.zeros(n, np.int32))
+        reward = 0.0 if result.winner is None else (1.0 if result.winner == seat else -1.0)
+        meta = {"teacher": game.teacher, "opponent": game.opponent, "seed": game.seed, "turns": result.turns}
+        messages.append(Episode(arrays, reward, meta).to_bytes())
+    return messages, summary
+
+
+def parse_mix(spec: str) -> dict[str, float]:
+    """`engine:medium=0.5,random=0.5` -> {agent spec: weight}; every spec is checked."""
+    mix: dict[str, float] = {}
+    for part in spec.split(","):
+        name, eq, weight = part.strip().rpartition("=")
+        if not eq:
+            raise ValueError(f"opponent {part.strip()!r}: write AGENT=WEIGHT")
+        make_agent(name)
+        try:
+            mix[name] = float(weight)
+        except ValueError:
+            raise ValueError(f"opponent {name!r}: weight {weight!r} is not a number") from None
+        if mix[name] < 0:
+            raise ValueError(f"opponent {name!r}: negative weight")
+    if sum(mix.values()) <= 0:
+        raise ValueError("the opponent weights add up to zero")
+    return mix
+
+
+def teacher_games(teacher: str, opponents: dict[str, float], games: int, n_decks: int, seed: int,
+                  epsilon: float) -> list[TeacherGame]:
+    """`games` games against opponents drawn from the mix, decks and seats drawn evenly."""
+    rng = random.Random(seed)
+    names = list(opponents)
+    return [
+        TeacherGame(seed=seed + i, teacher=teacher, opponent=rng.choices(names, [opponents[n] for n in names])[0],
+                    epsilon=epsilon, decks=(rng.randrange(n_decks), rng.randrange(n_decks)), teacher_seat=i % 2)
+        for i in range(games)
+    ]
+
+
+def record(card_data: str, decks: list[list[str]], plan: list[TeacherGame], out: Path, *, jobs: int,
+           limits: Limits = Limits(), progress: Callable[[int, dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Play `plan` in `jobs` processes, appending each game's episodes to `out` as they finish.
+
+    `OUT.json` beside the file keeps the running totals (games, decisions, seconds spent)
+    across every run that appended to it: the compute behind a policy fitted to the file.
+    """
+    out.parent.mkdir(parents=True, exist_ok=True)
+    ledger = out.with_name(out.name + ".json")
+    totals: dict[str, Any] = {"games": 0, "aborted": 0, "episodes": 0, "decisions": 0, "seconds": 0.0, "runs": 0}
+    if ledger.exists():
+        totals.update(json.loads(ledger.read_text()))
+    totals["runs"] += 1
+    start, seconds = time.perf_counter(), totals["seconds"]
+    pool = ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=_init,
+                               initargs=(card_data, decks, limits))
+    try:
+        with out.open("ab") as sink:
+            for future in as_completed([pool.submit(play_teacher_game, g) for g in plan]):
+                messages, summary = future.result()
+                for message in messages:
+                    sink.write(FRAME.pack(len(message)) + message)
+                    totals["decisions"] += len(parse_episode(decode_message(message)).arrays["actions"])
+                sink.flush()
+                totals["games"] += 1
+                totals["aborted"] += bool(summary["aborted"])
+                totals["episodes"] += len(messages)
+                totals["seconds"] = round(seconds + time.perf_counter() - start, 1)
+                ledger.write_text(json.dumps(totals))
+                if progress:
+                    progress(totals["games"], summary)
+    finally:  # Ctrl-C or an error: games not yet started are dropped; those written stay whole
+        pool.shutdown(wait=True, cancel_futures=True)
+    return totals
+
+
+def read_episodes(path: Path) -> Iterator[Episode]:
+    """Episodes from a recorded file, each validated; a torn last frame (interrupted run) ends the file."""
+    data = path.read_bytes()
+    offset = 0
+    while offset + FRAME.size <= len(data):
+        (size,) = FRAME.unpack_from(data, offset)
+        body = data[offset + FRAME.size : offset + FRAME.size + size]
+        if len(body) < size:
+            break
+        yield parse_episode(decode_message(body))
+        offset += FRAME.size + size
+
+
+# -- fitting ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class FitConfig:
+    epochs: int = 6
+    batch: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    value_coef: float = 0.5
+    holdout: float = 0.1  # fraction of games kept out to measure agreement with the teacher
+    seed: int = 0
+
+
+def _losses(model: PolicyNet, batch: Batch, index: np.ndarray, value_coef: float) -> tuple[torch.Tensor, int]:
+    logits, values = model(to_tensors(slice_rows(batch, index)))
+    actions = torch.from_numpy(batch.actions[index]).long()
+    policy = torch.nn.functional.cross_entropy(logits.float(), actions)
+    value = (values.float() - torch.from_numpy(batch.returns[index])).pow(2).mean()
+    agree = int((logits.argmax(-1) == actions).sum())
+    return policy + value_coef * value, agree
+
+
+def agreement(model: PolicyNet, batch: Batch, chunk: int = 1024) -> float:
+    """Fraction of decisions where the policy's most likely candidate is the teacher's."""
+    model.eval()
+    hits = 0
+    with torch.inference_mode():
+        for start in range(0, len(batch), chunk):
+            hits += _losses(model, batch, np.arange(start, min(start + chunk, len(batch))), 0.0)[1]
+    return hits / max(len(batch), 1)
+
+
+def fit(model: PolicyNet, episodes: list[Episode], cfg: FitConfig,
+        on_epoch: Callable[[int, dict[str, float]], None] | None = None) -> dict[str, float]:
+    """Train `model` to predict the teacher's choices (and the results); returns the last epoch's figures."""
+    rng = np.random.default_rng(cfg.seed)
+    order = rng.permutation(len(episodes))
+    cut = max(1, int(len(episodes) * cfg.holdout)) if cfg.holdout > 0 and len(episodes) > 1 else 0
+    held = make_batch([episodes[i] for i in order[:cut]]) if cut else None
+    train = make_batch([episodes[i] for i in order[cut:]])
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps = cfg.epochs * -(-len(train) // cfg.batch)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, cfg.lr, total_steps=steps, pct_start=0.1)
+    figures: dict[str, float] = {}
+    for epoch in range(1, cfg.epochs + 1):
+        model.train()
+        start, losses, hits = time.perf_counter(), [], 0
+        perm = rng.permutation(len(train))
+        for first in range(0, len(train), cfg.batch):
+            index = np.sort(perm[first : first + cfg.batch])
+            loss, agree = _losses(model, train, index, cfg.value_coef)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            schedule.step()
+            losses.append(loss.item())
+            hits += agree
+        figures = {"loss": float(np.mean(losses)), "train_agreement": hits / len(train),
+                   "samples_per_second": len(train) / (time.perf_counter() - start), "train_decisions": len(train)}
+        if held is not None:
+            figures["holdout_agreement"] = agreement(model, held)
+            figures["holdout_decisions"] = len(held)
+        if on_epoch:
+            on_epoch(epoch, figures)
+    model.eval()
+    return figures

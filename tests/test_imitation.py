@@ -1,0 +1,123 @@
+"""Behaviour cloning: teacher games are recorded faithfully, files are read safely, the fit learns."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from magerl.game.agents import EngineAIAgent, RandomAgent
+from magerl.game.session import GameSession
+from magerl.learner import checkpoint, imitation
+from magerl.learner.imitation import FitConfig, TeacherGame, agreement, fit, parse_mix, read_episodes, record
+from magerl.learner.ppo import make_batch
+from magerl.model.encoding import encode
+from magerl.model.network import ModelConfig, PolicyNet
+from magerl.transport.messages import MessageError
+
+SMALL = ModelConfig(d_model=16, layers=1, heads=2)
+DECKS = ("white-weenie", "mono-red-burn")
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory, cards, decks):
+    """Two easy-teacher games: one against random (one seat recorded), one mirror (both seats)."""
+    out = tmp_path_factory.mktemp("bc") / "teacher.bin"
+    plan = [TeacherGame(seed=3, teacher="engine:easy", opponent="random", epsilon=0.0, decks=(0, 1), teacher_seat=1),
+            TeacherGame(seed=4, teacher="engine:easy", opponent="engine:easy", epsilon=0.0, decks=(1, 0), teacher_seat=0)]
+    totals = record(str(cards.path), [decks[d].cards() for d in DECKS], plan, out, jobs=1)
+    return out, totals
+
+
+def test_record_keeps_the_teachers_choices(recorded, engine, decks) -> None:
+    out, totals = recorded
+    episodes = list(read_episodes(out))
+    assert totals["games"] == 2 and totals["aborted"] == 0
+    assert totals["episodes"] == len(episodes) == 3  # the mirror game gave both seats
+    assert totals["decisions"] == sum(e.length for e in episodes) > 0
+    assert json.loads((out.parent / "teacher.bin.json").read_text())["decisions"] == totals["decisions"]
+    assert {e.reward for e in episodes} <= {-1.0, 0.0, 1.0}
+
+    # Replay the first game: the recorded actions are what the engine's AI chose, decision by decision.
+    first = next(e for e in episodes if e.meta["seed"] == 3)
+    session = GameSession(engine, (decks[DECKS[0]].cards(), decks[DECKS[1]].cards()), seed=3)
+    teacher, opponent = EngineAIAgent("easy"), RandomAgent(seed=3)
+    expected, candidates = [], []
+    while (decision := session.next_decision()) is not None:
+        if decision.seat == 1:
+            index = teacher.act(decision)
+            expected.append(index)
+            candidates.append(len(encode(decision.observation, decision.candidates).kinds))
+        else:
+            index = opponent.act(decision)
+        session.choose(decision, index)
+    assert list(first.arrays["actions"]) == expected
+    assert list(first.arrays["candidate_counts"]) == candidates
+
+
+def test_read_stops_at_a_torn_frame_and_rejects_garbage(recorded, tmp_path) -> None:
+    out, _ = recorded
+    data = out.read_bytes()
+    torn = tmp_path / "torn.bin"
+    torn.write_bytes(data[:-10])  # an interrupted recording
+    assert len(list(read_episodes(torn))) == 2
+    bad = tmp_path / "bad.bin"
+    bad.write_bytes(imitation.FRAME.pack(5) + b"\xc1garb")
+    with pytest.raises(MessageError):
+        list(read_episodes(bad))
+
+
+def test_fit_learns_to_agree_with_the_teacher(recorded) -> None:
+    out, _ = recorded
+    episodes = list(read_episodes(out))
+    torch.manual_seed(0)
+    model = PolicyNet(SMALL)
+    batch = make_batch(episodes)
+    before = agreement(model, batch)
+    epochs: list[dict[str, float]] = []
+    figures = fit(model, episodes, FitConfig(epochs=25, batch=64, lr=3e-3, holdout=0.0),
+                  on_epoch=lambda epoch, f: epochs.append(f))
+    assert len(epochs) == 25 and figures["loss"] < epochs[0]["loss"]
+    after = agreement(model, batch)
+    assert after > before + 0.2 and after > 0.6, (before, after)
+
+
+def test_parse_mix() -> None:
+    assert parse_mix("engine:medium=0.5, random=0.5") == {"engine:medium": 0.5, "random": 0.5}
+    for bad, message in (("random", "AGENT=WEIGHT"), ("engine:godlike=1", "unknown difficulty"),
+                         ("random=x", "not a number"), ("random=-1", "negative"), ("random=0", "zero")):
+        with pytest.raises(ValueError, match=message):
+            parse_mix(bad)
+
+
+def magerl(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "magerl.cli", *args], capture_output=True, text=True, timeout=timeout)
+
+
+def test_cli_record_fit_then_play_the_policy(tmp_path) -> None:
+    data = tmp_path / "teacher.bin"
+    proc = magerl("imitate", "record", "--out", str(data), "--teacher", "engine:veryeasy", "--opponents", "random=1",
+                  "--games", "2", "--jobs", "2", *[a for d in DECKS for a in ("--deck", d)])
+    assert proc.returncode == 0, proc.stderr
+    assert "2 games (0 aborted)" in proc.stdout
+    proc = magerl("imitate", "fit", "--data", str(data), "--out", str(tmp_path / "bc"), "--epochs", "2",
+                  "--d-model", "16", "--layers", "1", "--heads", "2")
+    assert proc.returncode == 0, proc.stderr
+    assert "epoch 2/2" in proc.stdout and "held-out" in proc.stdout
+    ckpt = checkpoint.find(str(tmp_path / "bc"))
+    compute = ckpt.state["recipe"]["compute"]
+    assert compute["episodes"] == 2 and compute["decisions"] > 0 and compute["seconds"] > compute["fit_seconds"] > 0
+    assert ckpt.state["recipe"]["teacher"] == ["engine:veryeasy"]
+    proc = magerl("play", "--agent", f"policy:{tmp_path / 'bc'}", "--agent", "random", "--games", "1", "--jobs", "1",
+                  "--deck", DECKS[0], "--deck", DECKS[1])
+    assert proc.returncode == 0, proc.stderr
+    assert "time to choose per decision" in proc.stdout
+
+    for args, message in ((("record", "--out", str(data), "--teacher", "random"), "engine:DIFFICULTY"),
+                          (("record", "--out", str(data), "--opponents", "random"), "AGENT=WEIGHT"),
+                          (("fit", "--data", str(tmp_path / "missing.bin"), "--out", str(tmp_path)), "missing.bin")):
+        proc = magerl("imitate", *args)
+        assert proc.returncode == 2 and message in proc.stderr, proc.stderr

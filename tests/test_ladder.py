@@ -1,0 +1,68 @@
+"""The ladder report: per-opponent win rates with intervals, both agents' latency, compute, and the plot."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from magerl.evaluator.ladder import format_ladder, run_ladder, training_of
+from magerl.learner import checkpoint
+from magerl.model.network import ModelConfig, PolicyNet
+
+SMALL = ModelConfig(d_model=16, layers=1, heads=2)
+
+
+def bc_checkpoint(path, episodes: int, seconds: float):
+    recipe = {"method": "behaviour cloning", "compute": {"episodes": episodes, "seconds": seconds}}
+    return checkpoint.save(path, 0, PolicyNet(SMALL), None, {"version": 0, "recipe": recipe})
+
+
+def test_ladder_report(tmp_path, cards, decks) -> None:
+    path = bc_checkpoint(tmp_path / "bc", 120, 3600.0)
+    chosen = [decks["white-weenie"], decks["green-stompy"]]
+    report = run_ladder(cards, chosen, path, opponents=("random", "engine:veryeasy"), games=4, jobs=1, progress=False)
+    assert report["training"] == {"episodes": 120, "seconds": 3600.0, "updates": 0, "method": "behaviour cloning"}
+    assert list(report["opponents"]) == ["random", "engine:veryeasy"]
+    for entry in report["opponents"].values():
+        assert entry["games"] == 4 and entry["wins"] + entry["losses"] + entry["draws"] + entry["aborted"] == 4
+        assert entry["decision_ms"]["policy"] > 0 and entry["decision_ms"]["opponent"] > 0
+        assert set(entry["per_deck"]) == {"white-weenie", "green-stompy"}
+    assert report["opponents"]["random"]["target"] == 0.95
+    assert report["opponents"]["engine:veryeasy"]["target"] is None
+    text = format_ladder(report)
+    assert "engine:veryeasy" in text and "≥ 95%" in text
+    json.dumps(report)  # JSON-ready
+
+
+def test_training_of_a_self_play_checkpoint(tmp_path) -> None:
+    path = checkpoint.save(tmp_path / "run", 40, PolicyNet(SMALL), None, {"version": 40, "samples": 9000})
+    assert training_of(path) == {"episodes": None, "seconds": None, "updates": 40, "method": "self-play"}
+
+
+def magerl(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "magerl.cli", *args], capture_output=True, text=True, timeout=timeout)
+
+
+def test_cli_ladder_run_and_plot(tmp_path) -> None:
+    reports = []
+    for episodes in (50, 100):
+        bc_checkpoint(tmp_path / f"bc{episodes}", episodes, episodes * 30.0)
+        out = tmp_path / f"ladder{episodes}.json"
+        proc = magerl("ladder", "run", "--checkpoint", str(tmp_path / f"bc{episodes}"), "--opponent", "random",
+                      "--games", "2", "--jobs", "2", "--deck", "white-weenie", "--deck", "mono-red-burn",
+                      "--out", str(out))
+        assert proc.returncode == 0, proc.stderr
+        assert "random" in proc.stdout and "ms/decision" in proc.stdout
+        reports.append(str(out))
+    png = tmp_path / "curve.png"
+    proc = magerl("ladder", "plot", *reports, "--out", str(png))
+    assert proc.returncode == 0, proc.stderr
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    bad = magerl("ladder", "run", "--checkpoint", str(tmp_path / "nowhere"))
+    assert bad.returncode == 2 and "no checkpoint found" in bad.stderr
+    bad = magerl("ladder", "run", "--checkpoint", str(tmp_path / "bc50"), "--opponent", "engine:godlike")
+    assert bad.returncode == 2 and "unknown difficulty" in bad.stderr
+    (tmp_path / "junk.json").write_text("{}")
+    bad = magerl("ladder", "plot", str(tmp_path / "junk.json"), "--out", str(png))
+    assert bad.returncode == 2 and "not a ladder report" in bad.stderr
