@@ -85,11 +85,10 @@ class PolicyNet(nn.Module):
 
         refs = b["refs"]  # [B, C, R]
         valid = (refs >= 0).unsqueeze(-1).to(h.dtype)
-        gathered = torch.gather(
-            o.unsqueeze(1).expand(-1, refs.shape[1], -1, -1),
-            2,
-            refs.clamp(min=0).unsqueeze(-1).expand(-1, -1, -1, o.shape[-1]),
-        )  # [B, C, R, d]
+        # Index the flattened objects rather than gather() from an expanded view, whose backward
+        # materialises a [B, C, T, d] gradient (the learner's main cost before this).
+        offsets = torch.arange(o.shape[0], device=o.device).view(-1, 1, 1) * o.shape[1]
+        gathered = o.reshape(-1, o.shape[-1])[refs.clamp(min=0) + offsets]  # [B, C, R, d]
         ref_mean = (gathered * valid).sum(2) / valid.sum(2).clamp(min=1)
         tp = b["target_player"]  # 0 none, 1 acting seat, 2 opponent
         player_vec = torch.gather(p, 1, (tp.clamp(min=1) - 1).unsqueeze(-1).expand(-1, -1, p.shape[-1]))
