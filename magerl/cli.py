@@ -57,7 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--agent",
         action="append",
         metavar="AGENT",
-        help="random | engine:veryeasy|easy|medium|hard|veryhard[:EPSILON] | policy:PATH; give exactly two",
+        help="random | engine:veryeasy|easy|medium|hard|veryhard[:EPSILON] | policy:PATH (sampling) | "
+        "greedy:PATH (likeliest move); PATH 'default' is the shipped policy; give exactly two",
     )
     play.add_argument("--games", type=int, default=100, help="number of games (default 100)")
     play.add_argument("--seed", type=int, default=1, help="seed of the first game; game i uses seed+i (default 1)")
@@ -104,6 +105,7 @@ def _add_ladder(sub: Any) -> None:
     run.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"seed of the first game (default {DEFAULT_SEED})")
     run.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     run.add_argument("--deck", action="append", metavar="DECK", help="decks (default: the standard decks)")
+    run.add_argument("--greedy", action="store_true", help="the policy takes its likeliest move (default: it samples)")
     run.add_argument("--out", metavar="FILE", help="write the report here as JSON")
     _add_card_db(run)
     run.set_defaults(func=cmd_ladder_run)
@@ -491,7 +493,7 @@ def cmd_ladder_run(args: argparse.Namespace) -> int:
     cards = _load_cards(args.card_db)
     decks = _load_decks(args.deck, cards)
     report = run_ladder(cards, decks, path, opponents=opponents, games=args.games, seed=args.seed,
-                        jobs=min(args.jobs, args.games))
+                        jobs=min(args.jobs, args.games), greedy=args.greedy)
     print(format_ladder(report))
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)

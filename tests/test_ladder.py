@@ -51,9 +51,10 @@ def test_cli_ladder_run_and_plot(tmp_path) -> None:
         out = tmp_path / f"ladder{episodes}.json"
         proc = magerl("ladder", "run", "--checkpoint", str(tmp_path / f"bc{episodes}"), "--opponent", "random",
                       "--games", "2", "--jobs", "2", "--deck", "white-weenie", "--deck", "mono-red-burn",
-                      "--out", str(out))
+                      "--out", str(out), *(["--greedy"] if episodes == 100 else []))
         assert proc.returncode == 0, proc.stderr
         assert "random" in proc.stdout and "ms/decision" in proc.stdout
+        assert json.loads(out.read_text())["decision_rule"] == ("greedy" if episodes == 100 else "sample")
         reports.append(str(out))
     png = tmp_path / "curve.png"
     proc = magerl("ladder", "plot", *reports, "--out", str(png))

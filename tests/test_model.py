@@ -61,6 +61,26 @@ def test_policy_agent_plays_and_records(engine, decks) -> None:
     assert agent.steps == []
 
 
+def test_policy_agent_samples_its_distribution_or_takes_the_likeliest(engine, decks) -> None:
+    torch.manual_seed(1)
+    model = PolicyNet(ModelConfig(d_model=32, layers=1, heads=2))
+    session = GameSession(engine, (decks["green-stompy"].cards(), decks["mono-red-burn"].cards()), seed=9)
+    other = RandomAgent(2)
+    while (d := session.next_decision()) is not None and len(d.candidates) < 3:
+        session.choose(d, other.act(d))
+    assert d is not None
+    with torch.inference_mode():
+        logits, _ = model(to_tensors(single(encode(d.observation, d.candidates))))
+    probs = torch.softmax(logits[0].double(), -1).numpy()
+    sampler = PolicyAgent(model, seed=0, record=True)
+    actions = [sampler.act(d) for _ in range(4000)]
+    draws = np.bincount(actions, minlength=len(probs)) / len(actions)
+    assert np.abs(draws - probs).max() < 0.03, (draws, probs)
+    recorded = sampler.take_steps()
+    assert all(lp == pytest.approx(np.log(probs[a]), abs=1e-5) for _, a, lp, _, _ in recorded[:20])
+    assert PolicyAgent(model, greedy=True).act(d) == int(np.argmax(probs))
+
+
 def test_batch_size_plan_on_cpu_is_measured_and_capped() -> None:
     model = PolicyNet(ModelConfig(d_model=32, layers=1, heads=2))
     plan = plan_batch_size(model, torch.device("cpu"), cap=10**9)

@@ -35,7 +35,7 @@ def test_agent_specs() -> None:
     assert isinstance(make_agent("random"), RandomAgent)
     agent = make_agent("engine:veryeasy:0.05")
     assert isinstance(agent, EngineAIAgent) and agent.epsilon == 0.05 and agent.name == "engine:veryeasy:0.05"
-    for bad in ("engine", "engine:godlike", "engine:easy:x", "engine:easy:2", "mcts"):
+    for bad in ("engine", "engine:godlike", "engine:easy:x", "engine:easy:2", "mcts", "greedy:", "policy:"):
         with pytest.raises(ValueError):
             make_agent(bad)
 

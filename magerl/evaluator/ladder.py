@@ -40,9 +40,10 @@ def training_of(checkpoint_path: Path) -> dict[str, Any]:
 
 
 def run_ladder(cards: CardDatabase, decks: list[Deck], checkpoint: Path, *, opponents: tuple[str, ...] = LADDER,
-               games: int = 216, seed: int = DEFAULT_SEED, jobs: int = 1, progress: bool = True) -> dict[str, Any]:
+               games: int = 216, seed: int = DEFAULT_SEED, jobs: int = 1, greedy: bool = False,
+               progress: bool = True) -> dict[str, Any]:
     """Play `games` games against each opponent; the report as a JSON-ready dict."""
-    policy = f"policy:{checkpoint}"
+    policy = f"{'greedy' if greedy else 'policy'}:{checkpoint}"
     entries: dict[str, Any] = {}
     for opponent in opponents:
         start = time.perf_counter()
@@ -61,6 +62,7 @@ def run_ladder(cards: CardDatabase, decks: list[Deck], checkpoint: Path, *, oppo
     return {
         "checkpoint": str(checkpoint),
         "training": training_of(checkpoint),
+        "decision_rule": "greedy" if greedy else "sample",
         "games_per_opponent": games,
         "seed": seed,
         "decks": [d.name for d in decks],
@@ -72,8 +74,8 @@ def run_ladder(cards: CardDatabase, decks: list[Deck], checkpoint: Path, *, oppo
 
 def format_ladder(report: dict[str, Any]) -> str:
     training = report["training"]
-    lines = [f"{report['checkpoint']}: {training['method']}, {training['episodes']} episodes, "
-             f"{(training['seconds'] or 0) / 3600:.2f} h of training compute",
+    lines = [f"{report['checkpoint']} ({report['decision_rule']}): {training['method']}, "
+             f"{training['episodes']} episodes, {(training['seconds'] or 0) / 3600:.2f} h of training compute",
              f"{'opponent':<18}{'games':>6}{'aborted':>8}   win rate  95% CI         target   ms/decision (policy / opponent)"]
     for name, e in report["opponents"].items():
         rate = "   -" if e["win_rate"] is None else f"{e['win_rate']:6.1%}  [{e['ci95'][0]:.1%}, {e['ci95'][1]:.1%}]"

@@ -61,13 +61,14 @@ def make_agent(spec: str, seed: int | None = None) -> Agent:
     """Build an agent from its command-line spec.
 
     `random` | `engine:DIFFICULTY[:EPSILON]` (e.g. `engine:easy`, `engine:veryeasy:0.05`)
-    | `policy:PATH` (a checkpoint folder, or a run folder: its newest checkpoint).
+    | `policy:PATH` (a checkpoint folder, or a run folder: its newest checkpoint; `default`
+    is the shipped one), sampling its moves | `greedy:PATH`, the same taking its likeliest move.
     """
     kind, _, rest = spec.strip().partition(":")
-    if kind == "policy" and rest:
+    if kind in ("policy", "greedy") and rest:
         from magerl.model.agent import policy_agent  # torch is only needed here
 
-        return policy_agent(rest, seed)
+        return policy_agent(rest, seed, greedy=kind == "greedy")
     if kind == "random" and not rest:
         return RandomAgent(seed)
     if kind == "engine" and rest:
@@ -78,5 +79,6 @@ def make_agent(spec: str, seed: int | None = None) -> Agent:
             raise ValueError(f"agent {spec!r}: epsilon must be a number") from None
         return EngineAIAgent(difficulty, epsilon, seed)
     raise ValueError(
-        f"unknown agent {spec!r} (use random, engine:veryeasy|easy|medium|hard|veryhard[:EPSILON] or policy:PATH)"
+        f"unknown agent {spec!r} (use random, engine:veryeasy|easy|medium|hard|veryhard[:EPSILON], policy:PATH "
+        "or greedy:PATH)"
     )

@@ -75,7 +75,7 @@ _worker: dict[str, Any] = {}
 
 
 def _init_worker(card_data: str, deck_cards: list[list[str]], agent_specs: list[str], limits: Limits) -> None:
-    if any(spec.startswith("policy:") for spec in agent_specs):
+    if any(spec.startswith(("policy:", "greedy:")) for spec in agent_specs):
         import torch
 
         torch.set_num_threads(1)  # one core per game process: what a worker's runner gets

@@ -46,7 +46,7 @@ class Block(nn.Module):
     def forward(self, x: torch.Tensor, attend: torch.Tensor) -> torch.Tensor:
         """`attend` [B, 1, 1, T]: True where a token may be attended to."""
         b, t, d = x.shape
-        q, k, v = self.qkv(self.norm1(x)).view(b, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        q, k, v = self.qkv(self.norm1(x)).view(b, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4).unbind(0)
         a = F.scaled_dot_product_attention(q, k, v, attn_mask=attend)
         x = x + self.out(a.transpose(1, 2).reshape(b, t, d))
         return x + self.ff(self.norm2(x))
