@@ -28,6 +28,7 @@ bench: $(STAMP)
 	$(PY) bench/telemetry_overhead.py
 	$(PY) bench/worker_overhead.py
 	$(PY) bench/learner_ceiling.py
+	$(PY) bench/decision_latency.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -412,8 +412,10 @@ def cmd_imitate_record(args: argparse.Namespace) -> int:
 
     with tqdm(total=len(plan), unit="game", dynamic_ncols=True, disable=None) as bar:
         bar = bar if not bar.disable else None
+        settings = {"teacher": args.teacher, "opponents": mix, "epsilon": args.epsilon, "seed": args.seed,
+                    "decks": [d.name for d in decks]}
         totals = record(str(cards.path), [d.cards() for d in decks], plan, out, jobs=min(args.jobs, args.games),
-                        progress=tick)
+                        progress=tick, settings=settings)
     print(f"{out} now holds {totals['games']} games ({totals['aborted']} aborted), {totals['episodes']} episodes, "
           f"{totals['decisions']} teacher decisions, {totals['seconds']:.0f} s of recording")
     return 0
@@ -465,6 +467,7 @@ def cmd_imitate_fit(args: argparse.Namespace) -> int:
         "teacher": sorted({str(e.meta.get("teacher")) for e in episodes}),
         "opponents": sorted({str(e.meta.get("opponent")) for e in episodes}),
         "data": args.data,
+        "recordings": ledgers,
         "arguments": {k: v for k, v in vars(args).items() if k != "func"},
         "fit": {**cfg.__dict__},
         "figures": figures,

@@ -9,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from magerl.game.agents import EngineAIAgent, RandomAgent
+from magerl.game.agents import EngineAIAgent, RandomAgent, make_agent
 from magerl.game.session import GameSession
 from magerl.learner import checkpoint, imitation
 from magerl.learner.imitation import FitConfig, TeacherGame, agreement, fit, parse_mix, read_episodes, record
@@ -108,6 +108,9 @@ def test_cli_record_fit_then_play_the_policy(tmp_path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "epoch 2/2" in proc.stdout and "held-out" in proc.stdout
     ckpt = checkpoint.find(str(tmp_path / "bc"))
+    [recording] = ckpt.state["recipe"]["recordings"]
+    assert recording["runs"] == [{"teacher": "engine:veryeasy", "opponents": {"random": 1.0}, "epsilon": 0.05,
+                                  "seed": 1, "decks": list(DECKS), "games": 2, "jobs": 2}]
     compute = ckpt.state["recipe"]["compute"]
     assert compute["episodes"] == 2 and compute["decisions"] > 0 and compute["seconds"] > compute["fit_seconds"] > 0
     assert ckpt.state["recipe"]["teacher"] == ["engine:veryeasy"]
@@ -121,3 +124,19 @@ def test_cli_record_fit_then_play_the_policy(tmp_path) -> None:
                           (("fit", "--data", str(tmp_path / "missing.bin"), "--out", str(tmp_path)), "missing.bin")):
         proc = magerl("imitate", *args)
         assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+
+
+def test_shipped_policy_loads_with_its_recipe(engine, decks) -> None:
+    """`policy:default` works out of the box, and says how it was made and what it cost."""
+    ckpt = checkpoint.find("default")
+    assert ckpt.path == checkpoint.shipped_policy()
+    assert (ckpt.path / "model.safetensors").stat().st_size < 4 * 2**20  # small enough to ship in the package
+    recipe = ckpt.state["recipe"]
+    assert recipe["method"] == "behaviour cloning" and recipe["teacher"] == ["engine:medium"]
+    assert recipe["compute"]["episodes"] == recipe["recordings"][0]["episodes"] > 0
+    assert recipe["compute"]["seconds"] == pytest.approx(recipe["compute"]["record_seconds"] + recipe["compute"]["fit_seconds"], abs=0.2)
+    assert any(c.startswith("magerl imitate fit") for c in recipe["commands"])
+    agent = make_agent("policy:default", seed=0)
+    session = GameSession(engine, (decks["white-weenie"].cards(), decks["green-stompy"].cards()), seed=1)
+    decision = session.next_decision()
+    assert decision is not None and 0 <= agent.act(decision) < len(decision.candidates)

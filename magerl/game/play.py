@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
@@ -156,6 +157,11 @@ def _tick(bar: Any, records: list[GameRecord]) -> None:
         return
     decided = [r for r in records if r.winner_agent is not None]
     rate = sum(r.winner_agent == 0 for r in decided) / len(decided) if decided else float("nan")
+    if bar.disable:  # not a terminal (a log file): a line every tenth of the games
+        done, total = len(records), bar.total
+        if done == total or done % max(1, total // 10) == 0:
+            print(f"{done}/{total} games, agent 1 wins {rate:.0%}", file=sys.stderr, flush=True)
+        return
     bar.set_postfix_str(f"agent 1 wins {rate:.0%}", refresh=False)
     bar.update(1)
 

@@ -132,18 +132,20 @@ def teacher_games(teacher: str, opponents: dict[str, float], games: int, n_decks
 
 
 def record(card_data: str, decks: list[list[str]], plan: list[TeacherGame], out: Path, *, jobs: int,
-           limits: Limits = Limits(), progress: Callable[[int, dict[str, Any]], None] | None = None) -> dict[str, Any]:
+           limits: Limits = Limits(), progress: Callable[[int, dict[str, Any]], None] | None = None,
+           settings: dict[str, Any] | None = None) -> dict[str, Any]:
     """Play `plan` in `jobs` processes, appending each game's episodes to `out` as they finish.
 
     `OUT.json` beside the file keeps the running totals (games, decisions, seconds spent)
-    across every run that appended to it: the compute behind a policy fitted to the file.
+    and each run's `settings` across every run that appended to it: the recipe and the
+    compute behind a policy fitted to the file.
     """
     out.parent.mkdir(parents=True, exist_ok=True)
     ledger = out.with_name(out.name + ".json")
-    totals: dict[str, Any] = {"games": 0, "aborted": 0, "episodes": 0, "decisions": 0, "seconds": 0.0, "runs": 0}
+    totals: dict[str, Any] = {"games": 0, "aborted": 0, "episodes": 0, "decisions": 0, "seconds": 0.0, "runs": []}
     if ledger.exists():
         totals.update(json.loads(ledger.read_text()))
-    totals["runs"] += 1
+    totals["runs"].append({**(settings or {}), "games": len(plan), "jobs": jobs})
     start, seconds = time.perf_counter(), totals["seconds"]
     pool = ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=_init,
                                initargs=(card_data, decks, limits))
