@@ -495,13 +495,20 @@ def cmd_ladder_run(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from exc
     cards = _load_cards(args.card_db)
     decks = _load_decks(args.deck, cards)
+    out = Path(args.out) if args.out else None
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+
+    def save(report: dict[str, Any]) -> None:  # after each opponent: a stopped ladder keeps its results
+        print(format_ladder(report).splitlines()[-1], flush=True)
+        if out:
+            out.write_text(json.dumps(report, indent=1) + "\n")
+
     report = run_ladder(cards, decks, path, opponents=opponents, games=args.games, seed=args.seed,
-                        jobs=min(args.jobs, args.games), greedy=args.greedy)
+                        jobs=min(args.jobs, args.games), greedy=args.greedy, on_opponent=save)
     print(format_ladder(report))
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
-        print(f"report written: {args.out}")
+    if out:
+        print(f"report written: {out}")
     return 0
 
 

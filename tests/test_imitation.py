@@ -140,3 +140,10 @@ def test_shipped_policy_loads_with_its_recipe(engine, decks) -> None:
     session = GameSession(engine, (decks["white-weenie"].cards(), decks["green-stompy"].cards()), seed=1)
     decision = session.next_decision()
     assert decision is not None and 0 <= agent.act(decision) < len(decision.candidates)
+
+
+def test_init_from_must_name_a_checkpoint(tmp_path) -> None:
+    for command in (("train", "--run-dir", str(tmp_path / "run"), "--updates", "1"),
+                    ("learner", "--checkpoint-dir", str(tmp_path / "ckpt"), "--metrics-port", "0")):
+        proc = magerl(*command, "--init-from", str(tmp_path / "nowhere"), timeout=120)
+        assert proc.returncode == 2 and "--init-from" in proc.stderr and "no checkpoint found" in proc.stderr

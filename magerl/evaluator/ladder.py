@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from magerl.game.cards import CardDatabase
 from magerl.game.decks import Deck
@@ -41,25 +41,15 @@ def training_of(checkpoint_path: Path) -> dict[str, Any]:
 
 def run_ladder(cards: CardDatabase, decks: list[Deck], checkpoint: Path, *, opponents: tuple[str, ...] = LADDER,
                games: int = 216, seed: int = DEFAULT_SEED, jobs: int = 1, greedy: bool = False,
-               progress: bool = True) -> dict[str, Any]:
-    """Play `games` games against each opponent; the report as a JSON-ready dict."""
+               progress: bool = True, on_opponent: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Play `games` games against each opponent; the report as a JSON-ready dict.
+
+    `on_opponent` gets the report so far after each opponent: a long ladder that is
+    stopped keeps what it has measured.
+    """
     policy = f"{'greedy' if greedy else 'policy'}:{checkpoint}"
     entries: dict[str, Any] = {}
-    for opponent in opponents:
-        start = time.perf_counter()
-        records = run_match(cards, decks, [policy, opponent], games=games, seed=seed, jobs=jobs,
-                            limits=Limits(), progress=progress)
-        report = summarize(records, [policy, opponent], decks, seed=seed, jobs=jobs,
-                           seconds=time.perf_counter() - start)
-        overall = report.overall[0]
-        entries[opponent] = {
-            "win_rate": overall["win_rate"], "ci95": overall["ci95"], "wins": overall["wins"],
-            "losses": overall["losses"], "draws": overall["draws"], "aborted": overall["aborted"],
-            "games": overall["games"], "per_deck": report.per_deck[0], "mean_turns": report.mean_turns,
-            "decision_ms": {"policy": report.decision_ms[0], "opponent": report.decision_ms[1]},
-            "seconds": round(report.seconds, 1), "target": TARGETS.get(opponent),
-        }
-    return {
+    report = {
         "checkpoint": str(checkpoint),
         "training": training_of(checkpoint),
         "decision_rule": "greedy" if greedy else "sample",
@@ -67,9 +57,26 @@ def run_ladder(cards: CardDatabase, decks: list[Deck], checkpoint: Path, *, oppo
         "seed": seed,
         "decks": [d.name for d in decks],
         "jobs": jobs,
-        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "opponents": entries,
     }
+    for opponent in opponents:
+        start = time.perf_counter()
+        records = run_match(cards, decks, [policy, opponent], games=games, seed=seed, jobs=jobs,
+                            limits=Limits(), progress=progress)
+        match = summarize(records, [policy, opponent], decks, seed=seed, jobs=jobs,
+                          seconds=time.perf_counter() - start)
+        overall = match.overall[0]
+        entries[opponent] = {
+            "win_rate": overall["win_rate"], "ci95": overall["ci95"], "wins": overall["wins"],
+            "losses": overall["losses"], "draws": overall["draws"], "aborted": overall["aborted"],
+            "games": overall["games"], "per_deck": match.per_deck[0], "mean_turns": match.mean_turns,
+            "decision_ms": {"policy": match.decision_ms[0], "opponent": match.decision_ms[1]},
+            "seconds": round(match.seconds, 1), "target": TARGETS.get(opponent),
+        }
+        report["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        if on_opponent:
+            on_opponent(report)
+    return report
 
 
 def format_ladder(report: dict[str, Any]) -> str:
