@@ -67,3 +67,16 @@ def test_cli_ladder_run_and_plot(tmp_path) -> None:
     (tmp_path / "junk.json").write_text("{}")
     bad = magerl("ladder", "plot", str(tmp_path / "junk.json"), "--out", str(png))
     assert bad.returncode == 2 and "not a ladder report" in bad.stderr
+
+
+def test_published_ladder_reports_are_of_the_shipped_policy() -> None:
+    """docs/results.md reports these; replacing the shipped policy must come with a new ladder."""
+    from pathlib import Path
+
+    reports = sorted((Path(__file__).parent.parent / "docs" / "results").glob("ladder-default-*.json"))
+    assert reports, "docs/results/ has no ladder report of the shipped policy"
+    shipped = training_of(checkpoint.shipped_policy())
+    for path in reports:
+        report = json.loads(path.read_text())
+        assert report["training"] == shipped, f"{path.name} is of another checkpoint: rerun magerl ladder run"
+        assert report["decision_rule"] == "sample" and all(e["games"] >= 48 for e in report["opponents"].values())
