@@ -385,7 +385,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_imitate_record(args: argparse.Namespace) -> int:
-    from magerl.learner.imitation import parse_mix, record, teacher_games
+    from magerl.game.agents import parse_mix
+    from magerl.learner.imitation import record, teacher_games
 
     if not args.teacher.startswith("engine:"):
         raise UsageError("--teacher must be engine:DIFFICULTY")

@@ -9,10 +9,10 @@ import sys
 import pytest
 import torch
 
-from magerl.game.agents import EngineAIAgent, RandomAgent, make_agent
+from magerl.game.agents import EngineAIAgent, RandomAgent, make_agent, parse_mix
 from magerl.game.session import GameSession
 from magerl.learner import checkpoint, imitation
-from magerl.learner.imitation import FitConfig, TeacherGame, agreement, fit, parse_mix, read_episodes, record
+from magerl.learner.imitation import FitConfig, TeacherGame, agreement, fit, read_episodes, record
 from magerl.learner.ppo import make_batch
 from magerl.model.encoding import encode
 from magerl.model.network import ModelConfig, PolicyNet

@@ -7,7 +7,7 @@ The learned policy implements the same `Agent` protocol later; the engine's buil
 from __future__ import annotations
 
 import random
-from typing import Protocol, runtime_checkable
+from typing import Callable, Protocol, runtime_checkable
 
 from magerl.game.session import DIFFICULTIES, Decision
 
@@ -82,3 +82,22 @@ def make_agent(spec: str, seed: int | None = None) -> Agent:
         f"unknown agent {spec!r} (use random, engine:veryeasy|easy|medium|hard|veryhard[:EPSILON], policy:PATH "
         "or greedy:PATH)"
     )
+
+
+def parse_mix(spec: str, check: Callable[[str], object] = make_agent) -> dict[str, float]:
+    """`engine:medium=0.5,random=0.5` -> {name: weight}; `check` raises ValueError on a bad name."""
+    mix: dict[str, float] = {}
+    for part in spec.split(","):
+        name, eq, weight = part.strip().rpartition("=")
+        if not eq:
+            raise ValueError(f"opponent {part.strip()!r}: write AGENT=WEIGHT")
+        check(name)
+        try:
+            mix[name] = float(weight)
+        except ValueError:
+            raise ValueError(f"opponent {name!r}: weight {weight!r} is not a number") from None
+        if mix[name] < 0:
+            raise ValueError(f"opponent {name!r}: negative weight")
+    if sum(mix.values()) <= 0:
+        raise ValueError("the opponent weights add up to zero")
+    return mix

@@ -100,25 +100,6 @@ def play_teacher_game(game: TeacherGame) -> tuple[list[bytes], dict[str, Any]]:
     return messages, summary
 
 
-def parse_mix(spec: str) -> dict[str, float]:
-    """`engine:medium=0.5,random=0.5` -> {agent spec: weight}; every spec is checked."""
-    mix: dict[str, float] = {}
-    for part in spec.split(","):
-        name, eq, weight = part.strip().rpartition("=")
-        if not eq:
-            raise ValueError(f"opponent {part.strip()!r}: write AGENT=WEIGHT")
-        make_agent(name)
-        try:
-            mix[name] = float(weight)
-        except ValueError:
-            raise ValueError(f"opponent {name!r}: weight {weight!r} is not a number") from None
-        if mix[name] < 0:
-            raise ValueError(f"opponent {name!r}: negative weight")
-    if sum(mix.values()) <= 0:
-        raise ValueError("the opponent weights add up to zero")
-    return mix
-
-
 def teacher_games(teacher: str, opponents: dict[str, float], games: int, n_decks: int, seed: int,
                   epsilon: float) -> list[TeacherGame]:
     """`games` games against opponents drawn from the mix, decks and seats drawn evenly."""

@@ -20,7 +20,7 @@ import torch
 import zmq
 
 from magerl import telemetry
-from magerl.game.agents import EngineAIAgent
+from magerl.game.agents import EngineAIAgent, parse_mix
 from magerl.game.cards import CardDatabase
 from magerl.game.decks import load_deck
 from magerl.game.session import EngineError, GameSession, Limits
@@ -36,21 +36,16 @@ DEFAULT_OPPONENTS = "self=0.4,snapshot=0.2,engine:veryeasy=0.1,engine:easy=0.15,
 ENGINE_ERROR_KIND = {"PanicException": "panic", "ValueError": "rejected_action", "LookupError": "no_legal_action"}
 
 
+def _check_opponent(name: str) -> None:
+    if name not in ("self", "snapshot") and not name.startswith("engine:"):
+        raise ValueError(f"opponent {name!r}: use self, snapshot or engine:DIFFICULTY")
+    if name.startswith("engine:"):
+        EngineAIAgent(name.split(":", 1)[1])  # validates the difficulty
+
+
 def parse_opponents(spec: str) -> dict[str, float]:
     """`self=0.4,snapshot=0.2,engine:easy=0.4` → weights; the engine AI never drops to zero."""
-    mix: dict[str, float] = {}
-    for part in spec.split(","):
-        name, _, weight = part.strip().partition("=")
-        if name not in ("self", "snapshot") and not name.startswith("engine:"):
-            raise ValueError(f"opponent {name!r}: use self, snapshot or engine:DIFFICULTY")
-        if name.startswith("engine:"):
-            EngineAIAgent(name.split(":", 1)[1])  # validates the difficulty
-        try:
-            mix[name] = float(weight)
-        except ValueError:
-            raise ValueError(f"opponent {name!r}: weight {weight!r} is not a number") from None
-        if mix[name] < 0:
-            raise ValueError(f"opponent {name!r}: negative weight")
+    mix = parse_mix(spec, _check_opponent)
     if sum(w for n, w in mix.items() if n.startswith("engine:")) <= 0:
         raise ValueError("the opponent mix needs some engine:DIFFICULTY weight (bots never drop to zero)")
     return mix
