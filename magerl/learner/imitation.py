@@ -82,7 +82,8 @@ def play_teacher_game(game: TeacherGame) -> tuple[list[bytes], dict[str, Any]]:
     except EngineError:
         pass
     result = session.result()
-    summary = {"aborted": result.aborted, "winner": result.winner, "turns": result.turns, "seconds": result.seconds}
+    summary = {"aborted": result.aborted, "winner": result.winner, "turns": result.turns, "seconds": result.seconds,
+               "decisions": 0 if result.aborted else sum(len(steps[seat]) for seat in recorded)}
     if result.aborted:
         return [], summary
     messages = []
@@ -136,7 +137,7 @@ def record(card_data: str, decks: list[list[str]], plan: list[TeacherGame], out:
                 messages, summary = future.result()
                 for message in messages:
                     sink.write(FRAME.pack(len(message)) + message)
-                    totals["decisions"] += len(parse_episode(decode_message(message)).arrays["actions"])
+                totals["decisions"] += summary["decisions"]
                 sink.flush()
                 totals["games"] += 1
                 totals["aborted"] += bool(summary["aborted"])
