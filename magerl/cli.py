@@ -107,6 +107,8 @@ def _add_ladder(sub: Any) -> None:
     run.add_argument("--deck", action="append", metavar="DECK", help="decks (default: the standard decks)")
     run.add_argument("--greedy", action="store_true", help="the policy takes its likeliest move (default: it samples)")
     run.add_argument("--out", metavar="FILE", help="write the report here as JSON")
+    run.add_argument("--resume", action="store_true",
+                     help="keep the opponents already in --out (same checkpoint and settings); play the rest")
     _add_card_db(run)
     run.set_defaults(func=cmd_ladder_run)
     plot = steps.add_parser("plot", help="PNG of win rate against training compute from ladder reports")
@@ -126,8 +128,12 @@ def _add_imitate(sub: Any) -> None:
                      "(default engine:medium=0.5,random=0.25,engine:easy=0.25)")
     rec.add_argument("--games", type=int, default=500)
     rec.add_argument("--epsilon", type=float, default=0.05,
-                     help="chance the teacher's seat plays a random move instead, for wider states; "
+                     help="chance the teacher's seat plays the explorer's move instead, for wider states; "
                      "the recorded label stays the teacher's choice (default 0.05)")
+    rec.add_argument("--explore", default="random", metavar="AGENT",
+                     help="whose move the teacher's seat plays with probability --epsilon (default random); "
+                     "a policy (policy:default, policy:PATH) makes this DAgger: the teacher labels the states "
+                     "the policy's own play leads to")
     rec.add_argument("--seed", type=int, default=1)
     rec.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     rec.add_argument("--deck", action="append", metavar="DECK", help="decks (default: the standard decks)")
@@ -142,6 +148,9 @@ def _add_imitate(sub: Any) -> None:
     fit.add_argument("--seed", type=int, default=0)
     fit.add_argument("--max-episodes", type=int, default=None, metavar="N",
                      help="fit on the first N recorded episodes only (for learning curves)")
+    fit.add_argument("--init-from", metavar="PATH", default=None,
+                     help="continue from this checkpoint ('default': the shipped policy), e.g. on DAgger data "
+                     "recorded with --explore policy:PATH; its model size wins, and its compute counts in the recipe")
     _model_args(fit)
     fit.set_defaults(func=cmd_imitate_fit)
 
@@ -392,6 +401,7 @@ def cmd_imitate_record(args: argparse.Namespace) -> int:
         raise UsageError("--teacher must be engine:DIFFICULTY")
     try:
         make_agent(args.teacher)
+        make_agent(args.explore)
         mix = parse_mix(args.opponents)
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
@@ -399,7 +409,7 @@ def cmd_imitate_record(args: argparse.Namespace) -> int:
         raise UsageError("--games and --jobs must be at least 1, --epsilon within 0..1")
     cards = _load_cards(args.card_db)
     decks = _load_decks(args.deck, cards)
-    plan = teacher_games(args.teacher, mix, args.games, len(decks), args.seed, args.epsilon)
+    plan = teacher_games(args.teacher, mix, args.games, len(decks), args.seed, args.epsilon, args.explore)
     out = Path(args.out)
     from tqdm import tqdm
 
@@ -413,8 +423,8 @@ def cmd_imitate_record(args: argparse.Namespace) -> int:
 
     with tqdm(total=len(plan), unit="game", dynamic_ncols=True, disable=None) as bar:
         bar = bar if not bar.disable else None
-        settings = {"teacher": args.teacher, "opponents": mix, "epsilon": args.epsilon, "seed": args.seed,
-                    "decks": [d.name for d in decks]}
+        settings = {"teacher": args.teacher, "opponents": mix, "epsilon": args.epsilon, "explore": args.explore,
+                    "seed": args.seed, "decks": [d.name for d in decks]}
         totals = record(str(cards.path), [d.cards() for d in decks], plan, out, jobs=min(args.jobs, args.games),
                         progress=tick, settings=settings)
     print(f"{out} now holds {totals['games']} games ({totals['aborted']} aborted), {totals['episodes']} episodes, "
@@ -446,7 +456,15 @@ def cmd_imitate_fit(args: argparse.Namespace) -> int:
     if len(episodes) < 2:
         raise UsageError("need at least two recorded episodes")
     torch.manual_seed(args.seed)
-    model = PolicyNet(ModelConfig(d_model=args.d_model, layers=args.layers, heads=args.heads))
+    base = None
+    if args.init_from:
+        try:
+            base = checkpoint.find(args.init_from)
+        except ValueError as exc:
+            raise UsageError(f"--init-from: {exc}") from exc
+        model = base.model
+    else:
+        model = PolicyNet(ModelConfig(d_model=args.d_model, layers=args.layers, heads=args.heads))
     cfg = FitConfig(epochs=args.epochs, batch=args.batch, lr=args.lr, seed=args.seed)
     decisions = sum(e.length for e in episodes)
     print(f"{len(episodes)} episodes, {decisions} teacher decisions; "
@@ -463,6 +481,14 @@ def cmd_imitate_fit(args: argparse.Namespace) -> int:
     fit_seconds = time.perf_counter() - start
     # recording time of the episodes used, pro rata when only the first N of the files are
     record_seconds = sum(float(ledger.get("seconds", 0.0)) for ledger in ledgers) * len(episodes) / recorded
+    compute = {"episodes": len(episodes), "decisions": decisions, "record_seconds": round(record_seconds, 1),
+               "fit_seconds": round(fit_seconds, 1), "seconds": round(record_seconds + fit_seconds, 1),
+               "cpu_cores": os.cpu_count(), "device": "cpu"}
+    base_recipe = (base.state.get("recipe") or {}) if base else {}
+    if base:  # the policy's whole cost: what its starting point took, plus this
+        before = base_recipe.get("compute") or {}
+        for key in ("episodes", "decisions", "record_seconds", "fit_seconds", "seconds"):
+            compute[key] = round(compute[key] + (before.get(key) or 0), 1)
     recipe = {
         "method": "behaviour cloning",
         "teacher": sorted({str(e.meta.get("teacher")) for e in episodes}),
@@ -472,10 +498,10 @@ def cmd_imitate_fit(args: argparse.Namespace) -> int:
         "arguments": {k: v for k, v in vars(args).items() if k != "func"},
         "fit": {**cfg.__dict__},
         "figures": figures,
-        "compute": {"episodes": len(episodes), "decisions": decisions, "record_seconds": round(record_seconds, 1),
-                    "fit_seconds": round(fit_seconds, 1), "seconds": round(record_seconds + fit_seconds, 1),
-                    "cpu_cores": os.cpu_count(), "device": "cpu"},
+        "compute": compute,
     }
+    if base:
+        recipe["base"] = {"checkpoint": args.init_from, "recipe": base_recipe}
     path = checkpoint.save(Path(args.out), 0, model, None, {"version": 0, "recipe": recipe})
     print(f"checkpoint written: {path}")
     return 0
@@ -497,6 +523,11 @@ def cmd_ladder_run(args: argparse.Namespace) -> int:
     cards = _load_cards(args.card_db)
     decks = _load_decks(args.deck, cards)
     out = Path(args.out) if args.out else None
+    if args.resume and not out:
+        raise UsageError("--resume needs --out: the report to continue")
+    resume = _read_report(out) if args.resume and out.exists() else None
+    if resume is not None and not isinstance(resume, dict):
+        raise UsageError(f"{out}: not a ladder report")
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)
 
@@ -505,10 +536,14 @@ def cmd_ladder_run(args: argparse.Namespace) -> int:
         if out:
             out.write_text(json.dumps(report, indent=1) + "\n")
 
-    report = run_ladder(cards, decks, path, opponents=opponents, games=args.games, seed=args.seed,
-                        jobs=min(args.jobs, args.games), greedy=args.greedy, on_opponent=save)
+    try:
+        report = run_ladder(cards, decks, path, opponents=opponents, games=args.games, seed=args.seed,
+                            jobs=min(args.jobs, args.games), greedy=args.greedy, on_opponent=save, resume=resume)
+    except ValueError as exc:
+        raise UsageError(f"{out}: {exc}") from exc
     print(format_ladder(report))
     if out:
+        out.write_text(json.dumps(report, indent=1) + "\n")
         print(f"report written: {out}")
     return 0
 
@@ -516,14 +551,7 @@ def cmd_ladder_run(args: argparse.Namespace) -> int:
 def cmd_ladder_plot(args: argparse.Namespace) -> int:
     from magerl.evaluator.ladder import plot
 
-    reports = []
-    for name in args.reports:
-        try:
-            reports.append(json.loads(Path(name).read_text()))
-        except OSError as exc:
-            raise UsageError(f"{name}: {exc.strerror}") from exc
-        except json.JSONDecodeError as exc:
-            raise UsageError(f"{name}: not JSON ({exc})") from exc
+    reports = [_read_report(Path(name)) for name in args.reports]
     try:
         plot(reports, Path(args.out))
     except ImportError as exc:
@@ -532,6 +560,15 @@ def cmd_ladder_plot(args: argparse.Namespace) -> int:
         raise UsageError(f"not a ladder report: missing {exc}") from exc
     print(f"plot written: {args.out}")
     return 0
+
+
+def _read_report(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except OSError as exc:
+        raise UsageError(f"{path}: {exc.strerror}") from exc
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{path}: not JSON ({exc})") from exc
 
 
 def _load_cards(path: str | None) -> CardDatabase:

@@ -58,6 +58,29 @@ def test_record_keeps_the_teachers_choices(recorded, engine, decks) -> None:
     assert list(first.arrays["candidate_counts"]) == candidates
 
 
+def test_dagger_plays_the_explorers_moves_and_keeps_the_teachers_labels(tmp_path, cards, engine, decks) -> None:
+    policy = checkpoint.save(tmp_path / "bc", 0, PolicyNet(SMALL), None, {"version": 0})
+    game = TeacherGame(seed=5, teacher="engine:easy", opponent="random", epsilon=1.0, decks=(0, 1), teacher_seat=0,
+                       explorer=f"policy:{policy}")
+    record(str(cards.path), [decks[d].cards() for d in DECKS], [game], tmp_path / "dagger.bin", jobs=1)
+    [episode] = list(read_episodes(tmp_path / "dagger.bin"))
+    assert episode.meta["explorer"] == f"policy:{policy}"
+
+    session = GameSession(engine, (decks[DECKS[0]].cards(), decks[DECKS[1]].cards()), seed=5)
+    teacher, explorer, opponent = EngineAIAgent("easy"), make_agent(f"policy:{policy}", seed=6), RandomAgent(seed=5)
+    labels, played = [], []
+    while (decision := session.next_decision()) is not None:
+        if decision.seat == 0:
+            labels.append(teacher.act(decision))
+            played.append(explorer.act(decision))
+            index = played[-1]
+        else:
+            index = opponent.act(decision)
+        session.choose(decision, index)
+    assert list(episode.arrays["actions"]) == labels
+    assert labels != played  # the untrained policy went its own way; the labels are still the teacher's
+
+
 def test_read_stops_at_a_torn_frame_and_rejects_garbage(recorded, tmp_path) -> None:
     out, _ = recorded
     data = out.read_bytes()
@@ -110,7 +133,7 @@ def test_cli_record_fit_then_play_the_policy(tmp_path) -> None:
     ckpt = checkpoint.find(str(tmp_path / "bc"))
     [recording] = ckpt.state["recipe"]["recordings"]
     assert recording["runs"] == [{"teacher": "engine:veryeasy", "opponents": {"random": 1.0}, "epsilon": 0.05,
-                                  "seed": 1, "decks": list(DECKS), "games": 2, "jobs": 2}]
+                                  "explore": "random", "seed": 1, "decks": list(DECKS), "games": 2, "jobs": 2}]
     compute = ckpt.state["recipe"]["compute"]
     assert compute["episodes"] == 2 and compute["decisions"] > 0 and compute["seconds"] > compute["fit_seconds"] > 0
     assert ckpt.state["recipe"]["teacher"] == ["engine:veryeasy"]
@@ -119,8 +142,25 @@ def test_cli_record_fit_then_play_the_policy(tmp_path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "time to choose per decision" in proc.stdout
 
+    # DAgger: the policy plays, the teacher labels; the fit continues from the policy and counts its cost
+    dagger = tmp_path / "dagger.bin"
+    proc = magerl("imitate", "record", "--out", str(dagger), "--teacher", "engine:veryeasy", "--opponents", "random=1",
+                  "--explore", f"policy:{tmp_path / 'bc'}", "--epsilon", "0.5", "--games", "2", "--jobs", "2",
+                  *[a for d in DECKS for a in ("--deck", d)])
+    assert proc.returncode == 0, proc.stderr
+    proc = magerl("imitate", "fit", "--data", str(dagger), "--out", str(tmp_path / "bc2"), "--epochs", "1",
+                  "--init-from", str(tmp_path / "bc"))
+    assert proc.returncode == 0, proc.stderr
+    second = checkpoint.find(str(tmp_path / "bc2"))
+    assert second.model.config == SMALL  # the starting point's size, not the default's
+    assert second.state["recipe"]["base"]["recipe"]["compute"] == compute
+    assert second.state["recipe"]["compute"]["episodes"] == compute["episodes"] + 2
+
     for args, message in ((("record", "--out", str(data), "--teacher", "random"), "engine:DIFFICULTY"),
                           (("record", "--out", str(data), "--opponents", "random"), "AGENT=WEIGHT"),
+                          (("record", "--out", str(data), "--explore", "policy:/nowhere"), "no checkpoint found"),
+                          (("fit", "--data", str(data), "--out", str(tmp_path), "--init-from", "/nowhere"),
+                           "--init-from"),
                           (("fit", "--data", str(tmp_path / "missing.bin"), "--out", str(tmp_path)), "missing.bin")):
         proc = magerl("imitate", *args)
         assert proc.returncode == 2 and message in proc.stderr, proc.stderr

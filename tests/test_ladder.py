@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
+
+import pytest
 
 from magerl.evaluator.ladder import format_ladder, run_ladder, training_of
 from magerl.learner import checkpoint
@@ -34,6 +37,16 @@ def test_ladder_report(tmp_path, cards, decks) -> None:
     assert "engine:veryeasy" in text and "≥ 95%" in text
     json.dumps(report)  # JSON-ready
 
+    # a resumed ladder keeps what was played and plays only the rest, in ladder order
+    kept = {"random": report["opponents"]["random"]}
+    resumed = run_ladder(cards, chosen, path, opponents=("random", "engine:veryeasy"), games=4, jobs=1,
+                         progress=False, resume={**report, "opponents": kept})
+    assert list(resumed["opponents"]) == ["random", "engine:veryeasy"]
+    assert resumed["opponents"]["random"] is kept["random"]
+    assert resumed["opponents"]["engine:veryeasy"]["games"] == 4
+    with pytest.raises(ValueError, match="games_per_opponent"):
+        run_ladder(cards, chosen, path, opponents=("random",), games=8, progress=False, resume=report)
+
 
 def test_training_of_a_self_play_checkpoint(tmp_path) -> None:
     path = checkpoint.save(tmp_path / "run", 40, PolicyNet(SMALL), None, {"version": 40, "samples": 9000})
@@ -58,8 +71,20 @@ def test_cli_ladder_run_and_plot(tmp_path) -> None:
         reports.append(str(out))
     png = tmp_path / "curve.png"
     proc = magerl("ladder", "plot", *reports, "--out", str(png))
+    first = json.loads(Path(reports[0]).read_text())["opponents"]
     assert proc.returncode == 0, proc.stderr
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    proc = magerl("ladder", "run", "--checkpoint", str(tmp_path / "bc50"), "--opponent", "random",
+                  "--opponent", "engine:veryeasy", "--games", "2", "--jobs", "2", "--deck", "white-weenie",
+                  "--deck", "mono-red-burn", "--out", reports[0], "--resume")
+    assert proc.returncode == 0, proc.stderr
+    resumed = json.loads(Path(reports[0]).read_text())["opponents"]
+    assert list(resumed) == ["random", "engine:veryeasy"] and resumed["random"] == first["random"]
+    bad = magerl("ladder", "run", "--checkpoint", str(tmp_path / "bc100"), "--opponent", "random", "--games", "2",
+                 "--deck", "white-weenie", "--deck", "mono-red-burn", "--out", reports[0], "--resume")
+    assert bad.returncode == 2 and "cannot resume" in bad.stderr
+    bad = magerl("ladder", "run", "--checkpoint", str(tmp_path / "bc50"), "--resume")
+    assert bad.returncode == 2 and "--resume needs --out" in bad.stderr
     bad = magerl("ladder", "run", "--checkpoint", str(tmp_path / "nowhere"))
     assert bad.returncode == 2 and "no checkpoint found" in bad.stderr
     bad = magerl("ladder", "run", "--checkpoint", str(tmp_path / "bc50"), "--opponent", "engine:godlike")

@@ -9,7 +9,8 @@ import torch
 from magerl.game.agents import RandomAgent
 from magerl.game.session import GameSession
 from magerl.learner.batch_size import plan_batch_size
-from magerl.model.agent import PolicyAgent
+from magerl.model.agent import PolicyAgent, _load
+from magerl.model.inference import NumpyPolicy
 from magerl.model.encoding import (
     F_CANDIDATE, F_GLOBAL, F_OBJECT, F_PLAYER, MAX_CANDIDATES, Encoded, collate, encode, single, stack,
 )
@@ -103,3 +104,32 @@ def test_network_handles_boards_with_few_objects(n_objects) -> None:
     for batch in (single(e), collate(stack([e, e]))):
         logits, values = model(to_tensors(batch))
         assert torch.isfinite(logits).all() and torch.isfinite(values).all()
+    if n_objects:  # the numpy forward sees the same board
+        logits, values = model(to_tensors(single(e)))
+        np_logits, np_value = NumpyPolicy(model)(single(e))
+        np.testing.assert_allclose(np_logits, logits[0].detach().numpy(), rtol=1e-4, atol=1e-5)
+        assert np_value == pytest.approx(float(values[0]), abs=1e-5)
+
+
+@pytest.mark.parametrize("which", ["shipped", "untrained"])
+def test_numpy_forward_matches_torch(engine, decks, which) -> None:
+    """What agents play with (numpy) is the network the learner trains (torch), decision by decision."""
+    torch.manual_seed(3)
+    model = _load("default")[0] if which == "shipped" else PolicyNet(ModelConfig(d_model=32, layers=2, heads=4))
+    fast = NumpyPolicy(model)
+    for e in decisions(engine, decks, n=60):
+        batch = single(e)
+        with torch.inference_mode():
+            logits, value = model(to_tensors(batch))
+        np_logits, np_value = fast(batch)
+        assert np_logits.dtype == np.float32
+        np.testing.assert_allclose(np_logits, logits[0].numpy(), rtol=1e-4, atol=1e-4)
+        assert np_value == pytest.approx(float(value[0]), abs=1e-4)
+    # an agent keeps the weights it started with; a new one sees an update
+    before = fast(batch)[0].copy()
+    with torch.no_grad():
+        model.score[2].bias.add_(1.0)
+    np.testing.assert_array_equal(fast(batch)[0], before)
+    np.testing.assert_allclose(NumpyPolicy(model)(batch)[0], before + 1.0, rtol=1e-5, atol=1e-5)
+    with torch.no_grad():
+        model.score[2].bias.sub_(1.0)

@@ -8,7 +8,7 @@ import itertools
 import pytest
 
 from magerl.game.agents import EngineAIAgent, RandomAgent
-from magerl.game.observation import Observation, _view
+from magerl.game.observation import Observation, _view, observe
 from magerl.game.session import GameSession
 
 
@@ -87,3 +87,19 @@ def test_check_catches_a_leak(engine, decks) -> None:
     leaked = [_view(o, "Hand", obs.seat, obs.turn) for o in session.game.hand(1 - obs.seat)]
     with pytest.raises(AssertionError, match="hidden object id"):
         check(dataclasses.replace(obs, objects=obs.objects + tuple(leaked)), session.game)
+
+
+def test_cached_zones_give_the_same_observation(engine, decks) -> None:
+    """The session's observations reuse unchanged hands and graveyards; they must equal fresh ones."""
+    names = list(decks)
+    hits = looks = 0
+    for seed, (a, b) in enumerate(itertools.islice(itertools.permutations(names, 2), 2)):
+        session = GameSession(engine, (decks[a].cards(), decks[b].cards()), seed=seed)
+        agents = [RandomAgent(seed), RandomAgent(seed + 10)]
+        while (d := session.next_decision()) is not None:
+            before = dict(session._zones)
+            assert d.observation == observe(session.game, d.seat, d.prompt, session.first_player)
+            hits += sum(before.get(key) is value for key, value in session._zones.items())
+            looks += 3
+            session.choose(d, agents[d.seat].act(d))
+    assert hits > looks / 4, (hits, looks)  # the cache is used, not just correct

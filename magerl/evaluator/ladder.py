@@ -41,15 +41,18 @@ def training_of(checkpoint_path: Path) -> dict[str, Any]:
 
 def run_ladder(cards: CardDatabase, decks: list[Deck], checkpoint: Path, *, opponents: tuple[str, ...] = LADDER,
                games: int = 216, seed: int = DEFAULT_SEED, jobs: int = 1, greedy: bool = False,
-               progress: bool = True, on_opponent: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+               progress: bool = True, on_opponent: Callable[[dict[str, Any]], None] | None = None,
+               resume: dict[str, Any] | None = None) -> dict[str, Any]:
     """Play `games` games against each opponent; the report as a JSON-ready dict.
 
     `on_opponent` gets the report so far after each opponent: a long ladder that is
-    stopped keeps what it has measured.
+    stopped keeps what it has measured. `resume` is such an earlier report of the same
+    checkpoint and settings: its opponents are kept, not replayed (a ValueError names
+    the setting that differs).
     """
     policy = f"{'greedy' if greedy else 'policy'}:{checkpoint}"
     entries: dict[str, Any] = {}
-    report = {
+    report: dict[str, Any] = {
         "checkpoint": str(checkpoint),
         "training": training_of(checkpoint),
         "decision_rule": "greedy" if greedy else "sample",
@@ -59,7 +62,16 @@ def run_ladder(cards: CardDatabase, decks: list[Deck], checkpoint: Path, *, oppo
         "jobs": jobs,
         "opponents": entries,
     }
+    if resume is not None:
+        for key in ("training", "decision_rule", "games_per_opponent", "seed", "decks"):
+            if resume.get(key) != report[key]:
+                raise ValueError(f"cannot resume: the report's {key} is {resume.get(key)!r}, "
+                                 f"this ladder's is {report[key]!r}")
+    kept = (resume or {}).get("opponents", {})
     for opponent in opponents:
+        if opponent in kept:
+            entries[opponent] = kept[opponent]
+            continue
         start = time.perf_counter()
         records = run_match(cards, decks, [policy, opponent], games=games, seed=seed, jobs=jobs,
                             limits=Limits(), progress=progress)

@@ -13,7 +13,6 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
 import zmq
 
 from magerl import telemetry
@@ -22,7 +21,7 @@ from magerl.game.cards import CardDatabase
 from magerl.game.decks import load_deck, standard_decks
 from magerl.game.play import play_game, schedule, wilson
 from magerl.game.session import EngineError, GameSession, Limits
-from magerl.model.agent import PolicyAgent
+from magerl.model.agent import PolicyAgent, one_core
 from magerl.model.network import PolicyNet
 from magerl.transport.sockets import WeightsSubscriber
 from magerl.transport.weights import latest_weights
@@ -72,7 +71,7 @@ def run_evaluator(config: EvaluatorConfig, *, port: int | None = None, addr: str
     stop = stop or threading.Event()
     state = {"version": -1}
     tm = telemetry.start("evaluator", port=port, addr=addr, ready=lambda: state["version"] >= 0)
-    torch.set_num_threads(1)
+    one_core()
 
     def on_signal(signum: int, _frame: Any) -> None:
         stop.set()

@@ -9,7 +9,7 @@ opponent's hand and both libraries — sizes alone.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from magerl.game.cards import keyword_name
 
@@ -95,19 +95,38 @@ def _player(state: dict[str, Any], seat: int) -> PlayerView:
     )
 
 
-def observe(game: Any, seat: int, prompt: str, first_player: int = 0) -> Observation:
-    """The masked view of `game` for `seat` (an engine `Game`)."""
+ZoneCache = dict[tuple[str, int, int], tuple[tuple[Any, ...], tuple[ObjectView, ...]]]
+
+
+def observe(game: Any, seat: int, prompt: str, first_player: int = 0, cache: ZoneCache | None = None) -> Observation:
+    """The masked view of `game` for `seat` (an engine `Game`).
+
+    With `cache` (one dict per game), a hand or graveyard whose object ids and turn are
+    those of the last look is not fetched again: their objects do not change in place,
+    and fetching them is ~40% of an observation's cost.
+    """
     turn = game.turn
-    objects = [_view(o, "Hand", seat, turn) for o in game.hand(seat)]
+    states = (game.player(0), game.player(1))
+
+    def zone(name: str, owner: int, fetch: Callable[[int], Any]) -> tuple[ObjectView, ...]:
+        if cache is None:
+            return tuple(_view(o, name, seat, turn) for o in fetch(owner))
+        key, ids = (name, owner, seat), (turn, *(states[owner].get(name.lower()) or ()))
+        hit = cache.get(key)
+        if hit is None or hit[0] != ids:
+            hit = cache[key] = (ids, tuple(_view(o, name, seat, turn) for o in fetch(owner)))
+        return hit[1]
+
+    objects = list(zone("Hand", seat, game.hand))
     objects += [_view(o, "Battlefield", seat, turn) for o in game.battlefield()]
     for owner in (0, 1):
-        objects += [_view(o, "Graveyard", seat, turn) for o in game.graveyard(owner)]
+        objects += zone("Graveyard", owner, game.graveyard)
     objects += [_view(o, "Exile", seat, turn) for o in game.exile()]
     for entry in game.stack():
         source = game.object(entry["source_id"]) or {}
         view = _view({**source, "id": entry["id"], "controller": entry.get("controller")}, "Stack", seat, turn)
         objects.append(view)
-    players = (_player(game.player(0), 0), _player(game.player(1), 1))
+    players = (_player(states[0], 0), _player(states[1], 1))
     return Observation(
         seat=seat,
         turn=turn,

@@ -77,9 +77,9 @@ _worker: dict[str, Any] = {}
 
 def _init_worker(card_data: str, deck_cards: list[list[str]], agent_specs: list[str], limits: Limits) -> None:
     if any(spec.startswith(("policy:", "greedy:")) for spec in agent_specs):
-        import torch
+        from magerl.model.agent import one_core
 
-        torch.set_num_threads(1)  # one core per game process: what a worker's runner gets
+        one_core()  # one core per game process: what a worker's runner gets
     _worker.update(
         engine=phase.Engine.from_path(card_data),
         decks=deck_cards,

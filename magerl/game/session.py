@@ -22,7 +22,7 @@ from typing import Any, Callable, TypeVar
 import phase
 from phase import GameAction
 
-from magerl.game.observation import Observation, observe
+from magerl.game.observation import Observation, ZoneCache, observe
 
 T = TypeVar("T")
 
@@ -171,6 +171,7 @@ class GameSession:
         self._over = False
         self._combat: _Combat | None = None
         self._pending: Decision | None = None
+        self._zones: ZoneCache = {}
         self._start = time.perf_counter()
         self.game = self._call(
             "new_game", None, engine.new_game, decks[0], decks[1], seed=seed, first_player=first_player
@@ -278,7 +279,7 @@ class GameSession:
 
     # -- helpers for agents --------------------------------------------------------
     def observe(self, seat: int, prompt: str) -> Observation:
-        return self._call("observe", prompt, observe, self.game, seat, prompt, self.first_player)
+        return self._call("observe", prompt, observe, self.game, seat, prompt, self.first_player, self._zones)
 
     def engine_choice(self, decision: Decision, difficulty: str) -> int:
         """Index of the built-in AI's choice at `decision` (added if the engine lists it otherwise)."""

@@ -26,6 +26,7 @@ import torch
 from magerl.game.agents import EngineAIAgent, make_agent
 from magerl.game.session import EngineError, GameSession, Limits
 from magerl.learner.ppo import Batch, make_batch, slice_rows
+from magerl.model.agent import one_core
 from magerl.model.encoding import MAX_CANDIDATES, encode, stack
 from magerl.model.network import PolicyNet, to_tensors
 from magerl.transport.episodes import Episode, parse_episode
@@ -40,9 +41,10 @@ class TeacherGame:
     seed: int
     teacher: str  # engine:DIFFICULTY
     opponent: str  # any agent spec; the teacher's own spec means both seats are recorded
-    epsilon: float  # chance the teacher's seat plays a random move (its label stays the teacher's)
+    epsilon: float  # chance the teacher's seat plays the explorer's move (its label stays the teacher's)
     decks: tuple[int, int]
     teacher_seat: int
+    explorer: str = "random"  # a policy here is DAgger: the teacher labels the states the policy reaches
 
 
 _proc: dict[str, Any] = {}
@@ -51,7 +53,7 @@ _proc: dict[str, Any] = {}
 def _init(card_data: str, decks: list[list[str]], limits: Limits) -> None:
     import phase
 
-    torch.set_num_threads(1)
+    one_core()
     _proc.update(engine=phase.Engine.from_path(card_data), decks=decks, limits=limits)
 
 
@@ -66,6 +68,7 @@ def play_teacher_game(game: TeacherGame) -> tuple[list[bytes], dict[str, Any]]:
         agents[game.teacher_seat] = teacher
         agents[1 - game.teacher_seat] = make_agent(game.opponent, seed=game.seed)
     recorded = (0, 1) if mirror else (game.teacher_seat,)
+    explorer = make_agent(game.explorer, seed=game.seed + 1) if game.epsilon else None
     decks = _proc["decks"]
     seat_decks = [decks[game.decks[0]], decks[game.decks[1]]]
     steps: dict[int, list[tuple[Any, int]]] = {0: [], 1: []}
@@ -76,8 +79,8 @@ def play_teacher_game(game: TeacherGame) -> tuple[list[bytes], dict[str, Any]]:
             if decision.seat in recorded:
                 if index < MAX_CANDIDATES:  # the policy cannot point further
                     steps[decision.seat].append((encode(decision.observation, decision.candidates), index))
-                if game.epsilon and rng.random() < game.epsilon:
-                    index = rng.randrange(len(decision.candidates))
+                if explorer is not None and rng.random() < game.epsilon:
+                    index = explorer.act(decision)
             session.choose(decision, index)
     except EngineError:
         pass
@@ -96,19 +99,21 @@ def play_teacher_game(game: TeacherGame) -> tuple[list[bytes], dict[str, Any]]:
         arrays.update(actions=np.asarray(actions, np.int32), logp=np.zeros(n, np.float32),
                       values=np.zeros(n, np.float32), versions=np.zeros(n, np.int32))
         reward = 0.0 if result.winner is None else (1.0 if result.winner == seat else -1.0)
-        meta = {"teacher": game.teacher, "opponent": game.opponent, "seed": game.seed, "turns": result.turns}
+        meta = {"teacher": game.teacher, "opponent": game.opponent, "seed": game.seed, "turns": result.turns,
+                "explorer": game.explorer, "epsilon": game.epsilon}
         messages.append(Episode(arrays, reward, meta).to_bytes())
     return messages, summary
 
 
 def teacher_games(teacher: str, opponents: dict[str, float], games: int, n_decks: int, seed: int,
-                  epsilon: float) -> list[TeacherGame]:
+                  epsilon: float, explorer: str = "random") -> list[TeacherGame]:
     """`games` games against opponents drawn from the mix, decks and seats drawn evenly."""
     rng = random.Random(seed)
     names = list(opponents)
     return [
         TeacherGame(seed=seed + i, teacher=teacher, opponent=rng.choices(names, [opponents[n] for n in names])[0],
-                    epsilon=epsilon, decks=(rng.randrange(n_decks), rng.randrange(n_decks)), teacher_seat=i % 2)
+                    epsilon=epsilon, decks=(rng.randrange(n_decks), rng.randrange(n_decks)), teacher_seat=i % 2,
+                    explorer=explorer)
         for i in range(games)
     ]
 

@@ -1,7 +1,8 @@
 """The learned policy as an `Agent`, recording what the learner needs when asked to.
 
-A decision must cost little next to the engine's own ~10 ms: sampling is done in numpy
-on the handful of candidates rather than through torch distributions.
+A decision must cost little next to the engine's own ~10 ms: the network runs in numpy
+(`inference.NumpyPolicy`) and sampling is done on the handful of candidates rather than
+through torch distributions.
 """
 
 from __future__ import annotations
@@ -10,10 +11,19 @@ from functools import lru_cache
 
 import numpy as np
 import torch
+from threadpoolctl import threadpool_limits
 
 from magerl.game.session import Decision
 from magerl.model.encoding import Encoded, encode, single
-from magerl.model.network import PolicyNet, to_tensors
+from magerl.model.inference import NumpyPolicy
+from magerl.model.network import PolicyNet
+
+
+def one_core() -> None:
+    """Keep a game process's torch and BLAS to one thread each: games run one per core, and
+    BLAS threads fighting over a busy core made the policy's matrix products 2× slower."""
+    torch.set_num_threads(1)
+    threadpool_limits(1)
 
 
 class PolicyAgent:
@@ -21,7 +31,7 @@ class PolicyAgent:
 
     def __init__(self, model: PolicyNet, *, version: int = 0, greedy: bool = False, seed: int | None = None,
                  record: bool = False, name: str = "policy") -> None:
-        self.model = model.eval()
+        self.forward = NumpyPolicy(model)  # a copy of the weights: the agent plays its game with one version
         self.version = version
         self.greedy = greedy
         self.record = record
@@ -29,11 +39,10 @@ class PolicyAgent:
         self._rng = np.random.default_rng(seed)
         self.steps: list[tuple[Encoded, int, float, float, int]] = []  # (encoded, action, logp, value, version)
 
-    @torch.inference_mode()
     def act(self, decision: Decision) -> int:
         encoded = encode(decision.observation, decision.candidates)
-        logits, value = self.model(to_tensors(single(encoded)))
-        scores = logits[0].double().numpy()
+        logits, value = self.forward(single(encoded))
+        scores = logits.astype(np.float64)
         scores = scores - scores.max()
         logp = scores - np.log(np.exp(scores).sum())
         if self.greedy:
@@ -43,7 +52,7 @@ class PolicyAgent:
             action = min(int(np.searchsorted(cumulative, self._rng.random() * cumulative[-1], side="right")),
                          len(logp) - 1)
         if self.record:
-            self.steps.append((encoded, action, float(logp[action]), float(value[0]), self.version))
+            self.steps.append((encoded, action, float(logp[action]), value, self.version))
         return action
 
     def take_steps(self) -> list[tuple[Encoded, int, float, float, int]]:

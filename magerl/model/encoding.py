@@ -74,31 +74,30 @@ class Encoded:
     flags: np.ndarray  # [c, F_CANDIDATE] float32
 
 
-def _object_row(o: ObjectView, seat: int) -> np.ndarray:
-    row = np.zeros(F_OBJECT, np.float32)
-    row[_ZONE.get(o.zone, 0)] = 1
-    base = len(ZONES)
-    row[base] = 1.0 if o.controller == seat else 0.0
-    base += 1
-    for t in o.types:
-        if t in _TYPE:
-            row[base + _TYPE[t]] = 1
-    base += len(TYPES)
-    for k in o.keywords:
-        if k in _KEYWORD:
-            row[base + _KEYWORD[k]] = 1
-    base += len(KEYWORDS)
-    row[base : base + 8] = (
-        o.mana_value / 8,
-        (o.power or 0) / 8,
-        (o.toughness or 0) / 8,
-        o.damage / 8,
-        float(o.tapped),
-        float(o.entered_this_turn),
-        float(o.attached_to is not None),
-        sum(c for _, c in o.counters) / 4,
-    )
-    return row
+_BASE_TYPE = len(ZONES) + 1
+_BASE_KEYWORD = _BASE_TYPE + len(TYPES)
+_BASE_NUMBERS = _BASE_KEYWORD + len(KEYWORDS)
+
+
+def _object_rows(objects: list[ObjectView], seat: int) -> np.ndarray:
+    """[n, F_OBJECT]: one-hot zone, mine, one-hot types and keywords, then scaled numbers."""
+    rows = np.zeros((len(objects), F_OBJECT), np.float32)
+    numbers = []
+    for i, o in enumerate(objects):
+        row = rows[i]
+        row[_ZONE.get(o.zone, 0)] = 1
+        row[len(ZONES)] = o.controller == seat
+        for t in o.types:
+            if t in _TYPE:
+                row[_BASE_TYPE + _TYPE[t]] = 1
+        for k in o.keywords:
+            if k in _KEYWORD:
+                row[_BASE_KEYWORD + _KEYWORD[k]] = 1
+        numbers.append((o.mana_value / 8, (o.power or 0) / 8, (o.toughness or 0) / 8, o.damage / 8, o.tapped,
+                        o.entered_this_turn, o.attached_to is not None, sum(c for _, c in o.counters) / 4))
+    if numbers:
+        rows[:, _BASE_NUMBERS:] = numbers
+    return rows
 
 
 def _ordered_objects(obs: Observation) -> list[ObjectView]:
@@ -185,7 +184,7 @@ def encode(obs: Observation, candidates: Sequence[Candidate]) -> Encoded:
         if seats:
             target_player[i] = 1 if seats[0] == seat else 2
     return Encoded(
-        objects=np.stack([_object_row(o, seat) for o in objects]) if objects else np.zeros((0, F_OBJECT), np.float32),
+        objects=_object_rows(objects, seat),
         names=np.array([name_id(o.name) for o in objects], np.int32),
         players=players,
         glob=glob,

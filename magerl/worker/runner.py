@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import torch
 import zmq
 
 from magerl import telemetry
@@ -24,7 +23,7 @@ from magerl.game.agents import EngineAIAgent, parse_mix
 from magerl.game.cards import CardDatabase
 from magerl.game.decks import load_deck
 from magerl.game.session import EngineError, GameSession, Limits
-from magerl.model.agent import PolicyAgent
+from magerl.model.agent import PolicyAgent, one_core
 from magerl.model.encoding import stack
 from magerl.model.network import PolicyNet
 from magerl.telemetry.logs import EventLog
@@ -185,6 +184,6 @@ class Runner:
 def runner_main(index: int, config: RunnerConfig, stop: Any) -> None:
     """Entry point of a runner process (spawned by the worker)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the worker stops us through `stop`
-    torch.set_num_threads(1)
+    one_core()
     metrics = telemetry.attach("worker")
     Runner(index, config, metrics, EventLog("worker", metrics)).run(stop)
