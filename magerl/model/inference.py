@@ -48,6 +48,7 @@ class NumpyPolicy:
         glob = _linear(b["glob"], p, "global_proj")
         h = np.concatenate([glob, players, objects]).astype(np.float32, copy=False)  # [T, d]
         masked = np.concatenate([np.zeros(3, bool), ~b["object_mask"][0]])
+        masking = bool(masked.any())  # only a board without objects has padding in a batch of one
         t, d = h.shape
         scale = np.float32(1 / np.sqrt(d // heads))
         for i in range(self.config.layers):
@@ -55,7 +56,8 @@ class NumpyPolicy:
             qkv = _linear(_layer_norm(h, p[f"{k}.norm1.weight"], p[f"{k}.norm1.bias"]), p, f"{k}.qkv")
             q, key, v = qkv.reshape(t, 3, heads, d // heads).transpose(1, 2, 0, 3)  # each [heads, T, dh]
             scores = (q * scale) @ key.transpose(0, 2, 1)
-            scores[:, :, masked] = -np.inf
+            if masking:
+                scores[:, :, masked] = -np.inf
             scores = np.exp(scores - scores.max(-1, keepdims=True))
             attention = (scores / scores.sum(-1, keepdims=True)) @ v  # [heads, T, dh]
             h = h + _linear(attention.transpose(1, 0, 2).reshape(t, d), p, f"{k}.out")
