@@ -2,8 +2,8 @@
 
 Plays the policy (default: the shipped one) against engine:easy on one core (one torch
 and one BLAS thread) and times each of the policy's decisions whole, as `act()` runs it,
-then part by part: the observation, the encoding, and the network, both in numpy (what
-`act()` uses) and in PyTorch side by side. The engine AI's time to choose is measured
+then part by part: the observation (as built when it is not reused), the encoding, and
+the network, both in numpy (what `act()` uses) and in PyTorch side by side. The engine AI's time to choose is measured
 in the same games. Goal: policy ≤ 2 ms per decision on one core; the ratios (numpy to
 torch network, policy to engine AI) are the figures that survive a noisy machine.
 
@@ -42,6 +42,7 @@ def main() -> None:
     model, version = _load(args.policy)
     agent = PolicyAgent(model, version=version, seed=0)
     teacher = EngineAIAgent("easy")
+    reused = 0  # decisions whose observation was the previous one (no action applied since)
     parts: dict[str, list[float]] = {k: [] for k in ("whole act()", "observation", "encode", "network (numpy)",
                                                       "network (torch)", "engine:easy act()")}
     for game in range(args.games):
@@ -53,10 +54,11 @@ def main() -> None:
                 parts["engine:easy act()"].append(time.perf_counter() - start)
                 session.choose(decision, index)
                 continue
-            zones = dict(session._zones)  # what the observation's cache held before act()
+            zones, seen = dict(session._zones), session._observed  # the session's caches before act()
             t0 = time.perf_counter()
             index = agent.act(decision)
             t1 = time.perf_counter()
+            reused += seen is not None and session._observed is seen
             observation = observe(session.game, decision.seat, decision.prompt, session.first_player, zones)
             t2 = time.perf_counter()
             batch = single(encode(observation, decision.candidates))
@@ -70,8 +72,8 @@ def main() -> None:
                                ("network (numpy)", t3, t4), ("network (torch)", t4, t5)):
                 parts[name].append(b - a)
             session.choose(decision, index)
-    print(f"{len(parts['whole act()'])} policy decisions, {len(parts['engine:easy act()'])} engine:easy decisions, "
-          f"{args.games} games, 1 thread")
+    print(f"{len(parts['whole act()'])} policy decisions ({reused} reused the previous observation), "
+          f"{len(parts['engine:easy act()'])} engine:easy decisions, {args.games} games, 1 thread")
     for name, values in parts.items():
         ms = np.asarray(values) * 1000
         print(f"  {name:<20} mean {ms.mean():6.3f} ms   p50 {np.median(ms):6.3f}   p99 {np.percentile(ms, 99):7.3f}")

@@ -22,7 +22,10 @@ from typing import Any, Callable, TypeVar
 import phase
 from phase import GameAction
 
+from magerl.game import engine_json
 from magerl.game.observation import Observation, ZoneCache, observe
+
+engine_json.install()  # the engine decodes each answer with json.loads: make that orjson
 
 T = TypeVar("T")
 
@@ -172,6 +175,7 @@ class GameSession:
         self._combat: _Combat | None = None
         self._pending: Decision | None = None
         self._zones: ZoneCache = {}
+        self._observed: tuple[tuple[int, str, int], Observation] | None = None
         self._start = time.perf_counter()
         self.game = self._call(
             "new_game", None, engine.new_game, decks[0], decks[1], seed=seed, first_player=first_player
@@ -279,7 +283,12 @@ class GameSession:
 
     # -- helpers for agents --------------------------------------------------------
     def observe(self, seat: int, prompt: str) -> Observation:
-        return self._call("observe", prompt, observe, self.game, seat, prompt, self.first_player, self._zones)
+        """The seat's view; reused while no action has been applied (a combat's per-creature steps)."""
+        key = (seat, prompt, self.prompts)  # every change to the game goes through _apply, which counts
+        if self._observed is None or self._observed[0] != key:
+            view = self._call("observe", prompt, observe, self.game, seat, prompt, self.first_player, self._zones)
+            self._observed = (key, view)
+        return self._observed[1]
 
     def engine_choice(self, decision: Decision, difficulty: str) -> int:
         """Index of the built-in AI's choice at `decision` (added if the engine lists it otherwise)."""
