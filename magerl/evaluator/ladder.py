@@ -136,9 +136,10 @@ def plot(reports: list[dict[str, Any]], out: Path) -> None:
         ax.set_ylim(0, 1)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("win rate (95% Wilson interval); dotted: target")
-    axes[0].legend(fontsize=8, loc="lower right")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=8, loc="lower center", ncol=max(len(labels), 1))  # below: never over a point
     fig.suptitle("magerl ladder: win rate against fixed opponents")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)
     plt.close(fig)
