@@ -3,9 +3,10 @@
 Plays the policy (default: the shipped one) against engine:easy on one core (one torch
 and one BLAS thread) and times each of the policy's decisions whole, as `act()` runs it,
 then part by part: the observation (as built when it is not reused), the encoding, and
-the network, both in numpy (what `act()` uses) and in PyTorch side by side. The engine AI's time to choose is measured
-in the same games. Goal: policy ≤ 2 ms per decision on one core; the ratios (numpy to
-torch network, policy to engine AI) are the figures that survive a noisy machine.
+the network, both in numpy (what `act()` uses) and in PyTorch side by side. The engine
+AI's time to choose is measured in the same games. Goal: policy ≤ 2 ms per decision on
+one core; the ratios (numpy to torch network, policy to engine AI) are the figures that
+survive a noisy machine.
 
     python bench/decision_latency.py [--policy default] [--games 4]
 """
