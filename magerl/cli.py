@@ -449,7 +449,8 @@ def cmd_imitate_fit(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise UsageError(f"{name}: {exc.strerror}") from exc
         except MessageError as exc:
-            raise UsageError(f"{name}: not a recorded episode file ({exc})") from exc
+            raise UsageError(f"{name}: not an episode file this version can read ({exc}); "
+                             "files recorded by an older version need recording again") from exc
     recorded = len(episodes)
     if args.max_episodes is not None:
         episodes = episodes[: args.max_episodes]

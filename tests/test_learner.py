@@ -130,6 +130,33 @@ def test_damaged_newest_checkpoint_is_skipped(tmp_path) -> None:
     assert len(problems) == 1 and "ckpt-000000002" in problems[0]
 
 
+def test_checkpoint_from_before_new_features_plays_as_before(tmp_path) -> None:
+    """Object features appended since a checkpoint was saved get zero weight: same outputs, Adam restarts."""
+    from safetensors.torch import load_file, save_file
+
+    from magerl.model.encoding import collate
+    from magerl.model.network import to_tensors
+
+    torch.manual_seed(0)
+    model = PolicyNet(SMALL)
+    path = checkpoint.save(tmp_path, 1, model, torch.optim.AdamW(model.parameters()), {"version": 1})
+    tensors = load_file(str(path / "model.safetensors"))
+    tensors["object_proj.weight"] = tensors["object_proj.weight"][:, :-3].contiguous()  # as saved before
+    save_file(tensors, str(path / "model.safetensors"))
+    loaded = checkpoint.load(path)
+    assert loaded.optimizer is None  # its moments have the old shape
+    batch = collate(synthetic_episode(np.random.default_rng(1), steps=4, objects=6, candidates=3).arrays)
+    old = dict(batch, objects=batch["objects"].copy())
+    old["objects"][..., -3:] = 0  # the old model never saw the new features
+    with torch.no_grad():
+        model.eval(), loaded.model.eval()
+        before, _ = model(to_tensors(old))
+        after, _ = loaded.model(to_tensors(batch))
+        changed, _ = model(to_tensors(batch))
+    assert torch.allclose(before, after, atol=1e-6)
+    assert not torch.allclose(before, changed, atol=1e-3)  # the new columns do matter to a wider model
+
+
 def test_keeps_last_k(tmp_path) -> None:
     model = PolicyNet(SMALL)
     for u in range(1, 6):

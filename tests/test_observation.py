@@ -1,4 +1,5 @@
-"""No hidden card ever reaches an observation: opponent's hand and libraries are sizes only."""
+"""No hidden card ever reaches an observation: opponent's hand and libraries are sizes only.
+What it does show (combat roles, cached zones) matches the game."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ import itertools
 import pytest
 
 from magerl.game.agents import EngineAIAgent, RandomAgent
-from magerl.game.observation import Observation, _view, observe
-from magerl.game.session import GameSession
+from magerl.game.observation import CombatRoles, Observation, _view, observe
+from magerl.game.session import COMBAT_STEPS, GameSession
+from magerl.model.encoding import _BASE_COMBAT, _ordered_objects, encode
 
 
 def _names(game, ids) -> set[str]:
@@ -98,8 +100,43 @@ def test_cached_zones_give_the_same_observation(engine, decks) -> None:
         agents = [RandomAgent(seed), RandomAgent(seed + 10)]
         while (d := session.next_decision()) is not None:
             before = dict(session._zones)
-            assert d.observation == observe(session.game, d.seat, d.prompt, session.first_player)
+            fresh = observe(session.game, d.seat, d.prompt, session.first_player)
+            assert d.observation == dataclasses.replace(fresh, combat=d.observation.combat)
             hits += sum(before.get(key) is value for key, value in session._zones.items())
             looks += 3
             session.choose(d, agents[d.seat].act(d))
     assert hits > looks / 4, (hits, looks)  # the cache is used, not just correct
+
+
+def test_combat_roles_follow_every_choice(engine, decks) -> None:
+    """Attackers and blockers show from the per-creature choice that makes them until combat ends."""
+    seen = {"attacking": 0, "blocking": 0, "pending": 0}
+    for seed in range(4):
+        session = GameSession(engine, (decks["white-weenie"].cards(), decks["green-stompy"].cards()), seed=seed)
+        agents = [EngineAIAgent("easy"), RandomAgent(seed)]
+        turn, expected = 0, {"attacking": set(), "blocking": set(), "blocked": set()}
+        while (d := session.next_decision()) is not None:
+            obs = d.observation
+            if obs.turn != turn or obs.phase not in COMBAT_STEPS:
+                turn, expected = obs.turn, {key: set() for key in expected}
+            assert obs.combat == CombatRoles(**{key: frozenset(ids) for key, ids in expected.items()})
+            for c in d.candidates:  # the engine names attackers a blocker may block
+                if c.kind == "Block" and c.target is not None:
+                    assert c.target in obs.combat.attacking
+            rows = encode(obs, d.candidates).objects
+            for o, row in zip(_ordered_objects(obs), rows):
+                assert row[_BASE_COMBAT] == (o.id in obs.combat.attacking)
+                assert row[_BASE_COMBAT + 1] == (o.id in obs.combat.blocking)
+                assert row[_BASE_COMBAT + 2] == (o.id in obs.combat.blocked)
+            seen["attacking"] += bool(obs.combat.attacking)
+            seen["blocking"] += bool(obs.combat.blocking)
+            seen["pending"] += d.prompt in ("DeclareAttackers", "DeclareBlockers") and bool(obs.combat.attacking)
+            choice = d.candidates[agents[d.seat].act(d)]
+            if choice.action is None and choice.target is not None:
+                if choice.kind == "Attack":
+                    expected["attacking"].add(choice.subject)
+                else:
+                    expected["blocking"].add(choice.subject)
+                    expected["blocked"].add(choice.target)
+            session.choose(d, d.candidates.index(choice))
+    assert all(seen.values()), seen  # attacks, blocks and half-made declarations all occurred

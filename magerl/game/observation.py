@@ -45,6 +45,20 @@ class PlayerView:
 
 
 @dataclass(frozen=True, slots=True)
+class CombatRoles:
+    """Who is in this turn's combat, declared or being declared.
+
+    The engine's objects do not say whether they attack or block, and a declaration is
+    made one creature at a time (`session._Combat`): without this a policy deciding its
+    third attacker cannot see the first two, nor a blocker which attackers are covered.
+    """
+
+    attacking: frozenset[int] = frozenset()
+    blocking: frozenset[int] = frozenset()
+    blocked: frozenset[int] = frozenset()  # attackers with at least one blocker
+
+
+@dataclass(frozen=True, slots=True)
 class Observation:
     seat: int  # the acting seat: the view is this player's
     turn: int
@@ -53,6 +67,7 @@ class Observation:
     prompt: str
     players: tuple[PlayerView, PlayerView]
     objects: tuple[ObjectView, ...]
+    combat: CombatRoles = CombatRoles()
 
 
 def _mana_value(cost: Any) -> int:

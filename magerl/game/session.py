@@ -6,6 +6,8 @@ What it adds to the bare engine, each for a measured reason (../shared/engine-no
 - combat as per-creature choices: the engine lists only n+2 attack declarations (none,
   all, each alone) and single blocks; we ask about each attacker and each blocker in
   turn and submit the combined declaration, so any legal subset is reachable;
+- who attacks and blocks in this turn's combat, which the engine's objects do not say,
+  shown in each observation (declared and still being declared);
 - prompts with one legal action (mostly "pass priority") applied without asking;
 - a cap on turns and prompts, because engine AIs can stall for 100+ turns;
 - every engine failure, Rust panics included (`PanicException` derives from
@@ -15,7 +17,7 @@ What it adds to the bare engine, each for a measured reason (../shared/engine-no
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any, Callable, TypeVar
 
@@ -23,13 +25,16 @@ import phase
 from phase import GameAction
 
 from magerl.game import engine_json
-from magerl.game.observation import Observation, ZoneCache, observe
+from magerl.game.observation import CombatRoles, Observation, ZoneCache, observe
 
 engine_json.install()  # the engine decodes each answer with json.loads: make that orjson
 
 T = TypeVar("T")
 
 #: Engine labels of the built-in AI, by the lower-case names magerl uses.
+#: Steps in which this turn's declared attackers and blockers are still in combat.
+COMBAT_STEPS = frozenset(("DeclareAttackers", "DeclareBlockers", "FirstStrikeDamage", "CombatDamage", "EndCombat"))
+
 DIFFICULTIES = {"veryeasy": "VeryEasy", "easy": "Easy", "medium": "Medium", "hard": "Hard", "veryhard": "VeryHard"}
 
 
@@ -140,6 +145,14 @@ class _Combat:
         if self.prompt == "DeclareAttackers" or used >= self.capacity.get(subject, 1) or not remaining:
             self.position += 1
 
+    def roles(self, declared: CombatRoles) -> CombatRoles:
+        """`declared` with this declaration's choices so far added."""
+        subjects = frozenset(s for s, _ in self.chosen)
+        if self.prompt == "DeclareAttackers":
+            return replace(declared, attacking=declared.attacking | subjects)
+        attackers = frozenset(t for _, t in self.chosen)
+        return replace(declared, blocking=declared.blocking | subjects, blocked=declared.blocked | attackers)
+
     @property
     def done(self) -> bool:
         return self.position >= len(self.subjects)
@@ -173,6 +186,7 @@ class GameSession:
         self.error: EngineError | None = None
         self._over = False
         self._combat: _Combat | None = None
+        self._declared: tuple[int, CombatRoles] = (0, CombatRoles())  # turn, that turn's submitted combat
         self._pending: Decision | None = None
         self._zones: ZoneCache = {}
         self._observed: tuple[tuple[int, str, int], Observation] | None = None
@@ -208,6 +222,8 @@ class GameSession:
                 if not self._combat.done:
                     return self._ask(self._combat.seat, self._combat.prompt, self._combat.candidates())
                 combat, self._combat = self._combat, None
+                turn, declared = self._declared
+                self._declared = (game.turn, combat.roles(declared if turn == game.turn else CombatRoles()))
                 self._apply(combat.seat, combat.action(), combat.prompt)
                 continue
             if game.turn > self.limits.max_turns:
@@ -283,12 +299,19 @@ class GameSession:
 
     # -- helpers for agents --------------------------------------------------------
     def observe(self, seat: int, prompt: str) -> Observation:
-        """The seat's view; reused while no action has been applied (a combat's per-creature steps)."""
+        """The seat's view; reused while no action has been applied (a combat's per-creature steps)
+        but for its combat roles, which change with each per-creature choice."""
         key = (seat, prompt, self.prompts)  # every change to the game goes through _apply, which counts
         if self._observed is None or self._observed[0] != key:
             view = self._call("observe", prompt, observe, self.game, seat, prompt, self.first_player, self._zones)
             self._observed = (key, view)
-        return self._observed[1]
+        view = self._observed[1]
+        turn, roles = self._declared
+        if turn != view.turn or view.phase not in COMBAT_STEPS:
+            roles = CombatRoles()
+        if self._combat is not None:
+            roles = self._combat.roles(roles)
+        return view if roles == view.combat else replace(view, combat=roles)
 
     def engine_choice(self, decision: Decision, difficulty: str) -> int:
         """Index of the built-in AI's choice at `decision` (added if the engine lists it otherwise)."""

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from magerl.model.network import ModelConfig, PolicyNet
+from magerl.model.network import ModelConfig, PolicyNet, widen_inputs
 
 PREFIX = "ckpt-"
 
@@ -104,9 +104,13 @@ def load(path: Path, with_optimizer: bool = True) -> Checkpoint:
     try:
         meta = json.loads((path / "state.json").read_text())
         model = PolicyNet(ModelConfig(**meta["model"]))
-        model.load_state_dict(load_file(str(path / "model.safetensors")))
+        saved = load_file(str(path / "model.safetensors"))
+        tensors = widen_inputs(model, saved)
+        model.load_state_dict(tensors)
         optimizer = None
-        if with_optimizer and "optimizer" in meta:
+        # Adam's moments of a widened weight have the old shape: such a run restarts them.
+        widened = any(tensors[k] is not saved[k] for k in saved)
+        if with_optimizer and "optimizer" in meta and not widened:
             optimizer = _optimizer_state(load_file(str(path / "optimizer.safetensors")), meta["optimizer"])
     except Exception as exc:  # json, safetensors, shapes: each its own type
         raise ValueError(f"{path}: damaged checkpoint ({type(exc).__name__}: {exc})") from exc

@@ -14,7 +14,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from magerl.game.observation import Observation, ObjectView
+from magerl.game.observation import CombatRoles, Observation, ObjectView
 from magerl.game.session import Candidate
 
 ZONES = ("Hand", "Battlefield", "Stack", "Graveyard", "Exile")
@@ -41,7 +41,9 @@ MAX_OBJECTS = 64  # graveyards and exile are cut first when a board is larger
 MAX_CANDIDATES = 64  # a policy chooses among the first 64 legal candidates
 MAX_REFS = 3
 
-F_OBJECT = len(ZONES) + 1 + len(TYPES) + len(KEYWORDS) + 8
+# Features are only ever appended to a row: a checkpoint saved before gives them zero weight
+# (network.widen_inputs) and plays exactly as it did.
+F_OBJECT = len(ZONES) + 1 + len(TYPES) + len(KEYWORDS) + 8 + 3
 F_PLAYER = 8
 F_GLOBAL = 1 + len(PHASES) + 1 + len(PROMPTS) + 1
 F_CANDIDATE = 4
@@ -77,10 +79,11 @@ class Encoded:
 _BASE_TYPE = len(ZONES) + 1
 _BASE_KEYWORD = _BASE_TYPE + len(TYPES)
 _BASE_NUMBERS = _BASE_KEYWORD + len(KEYWORDS)
+_BASE_COMBAT = _BASE_NUMBERS + 8
 
 
-def _object_rows(objects: list[ObjectView], seat: int) -> np.ndarray:
-    """[n, F_OBJECT]: one-hot zone, mine, one-hot types and keywords, then scaled numbers."""
+def _object_rows(objects: list[ObjectView], seat: int, combat: CombatRoles) -> np.ndarray:
+    """[n, F_OBJECT]: one-hot zone, mine, one-hot types and keywords, scaled numbers, combat roles."""
     rows = np.zeros((len(objects), F_OBJECT), np.float32)
     numbers = []
     for i, o in enumerate(objects):
@@ -96,7 +99,10 @@ def _object_rows(objects: list[ObjectView], seat: int) -> np.ndarray:
         numbers.append((o.mana_value / 8, (o.power or 0) / 8, (o.toughness or 0) / 8, o.damage / 8, o.tapped,
                         o.entered_this_turn, o.attached_to is not None, sum(c for _, c in o.counters) / 4))
     if numbers:
-        rows[:, _BASE_NUMBERS:] = numbers
+        rows[:, _BASE_NUMBERS:_BASE_COMBAT] = numbers
+    for offset, ids in enumerate((combat.attacking, combat.blocking, combat.blocked)):
+        if ids:
+            rows[:, _BASE_COMBAT + offset] = [o.id in ids for o in objects]
     return rows
 
 
@@ -184,7 +190,7 @@ def encode(obs: Observation, candidates: Sequence[Candidate]) -> Encoded:
         if seats:
             target_player[i] = 1 if seats[0] == seat else 2
     return Encoded(
-        objects=_object_rows(objects, seat),
+        objects=_object_rows(objects, seat, obs.combat),
         names=np.array([name_id(o.name) for o in objects], np.int32),
         players=players,
         glob=glob,

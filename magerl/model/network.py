@@ -108,3 +108,18 @@ def to_tensors(batch: dict[str, np.ndarray], device: torch.device | str = "cpu")
             tensor = tensor.long()
         out[key] = tensor.to(device, non_blocking=True)
     return out
+
+
+def widen_inputs(model: PolicyNet, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """`tensors` with input projections saved narrower than `model`'s padded with zero columns.
+
+    Encodings only append features to a row, so a checkpoint saved before one was added
+    reads it with zero weight and computes exactly what it computed before.
+    """
+    own = model.state_dict()
+    out = dict(tensors)
+    for name in ("object_proj.weight", "player_proj.weight", "global_proj.weight", "flag_proj.weight"):
+        saved, wanted = tensors.get(name), own[name]
+        if saved is not None and saved.shape[0] == wanted.shape[0] and saved.shape[1] < wanted.shape[1]:
+            out[name] = torch.cat([saved, saved.new_zeros(saved.shape[0], wanted.shape[1] - saved.shape[1])], 1)
+    return out

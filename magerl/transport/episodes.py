@@ -63,8 +63,12 @@ def parse_episode(message: Message) -> Episode:
     arrays = message.arrays
     for name, (dtype, tail) in EPISODE_ARRAYS.items():
         array = arrays.get(name)
-        if array is None or array.dtype.str != dtype or array.shape[1:] != tail:
-            raise MessageError("malformed", f"episode array {name!r} missing or of the wrong type/shape")
+        if array is None:
+            raise MessageError("malformed", f"episode array {name!r} missing")
+        if array.dtype.str != dtype or array.shape[1:] != tail:
+            # e.g. a file recorded before features were added to the encoding
+            raise MessageError("malformed", f"episode array {name!r} is {array.dtype.str}{list(array.shape[1:])} "
+                               f"per row where this version reads {dtype}{list(tail)}")
     oc, cc = arrays["object_counts"], arrays["candidate_counts"]
     steps = len(oc)
     if steps == 0:
