@@ -12,10 +12,11 @@ import torch
 from magerl.game.agents import EngineAIAgent, RandomAgent, make_agent, parse_mix
 from magerl.game.session import GameSession
 from magerl.learner import checkpoint, imitation
-from magerl.learner.imitation import FitConfig, TeacherGame, agreement, fit, read_episodes, record
+from magerl.learner.imitation import FitConfig, TeacherGame, agreement, fit, holdout_split, read_episodes, record
 from magerl.learner.ppo import make_batch
 from magerl.model.encoding import encode
 from magerl.model.network import ModelConfig, PolicyNet
+from magerl.model.synthetic import synthetic_episode
 from magerl.transport.messages import MessageError
 
 SMALL = ModelConfig(d_model=16, layers=1, heads=2)
@@ -187,3 +188,15 @@ def test_init_from_must_name_a_checkpoint(tmp_path) -> None:
                     ("learner", "--checkpoint-dir", str(tmp_path / "ckpt"), "--metrics-port", "0")):
         proc = magerl(*command, "--init-from", str(tmp_path / "nowhere"), timeout=120)
         assert proc.returncode == 2 and "--init-from" in proc.stderr and "no checkpoint found" in proc.stderr
+
+
+def test_holdout_split_names_the_games_fit_holds_out() -> None:
+    """bench/imitation_agreement.py scores policies on the games `fit` never trained on."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    episodes = [synthetic_episode(rng, steps=3 + i, objects=4, candidates=3) for i in range(10)]
+    figures = fit(PolicyNet(SMALL), episodes, FitConfig(epochs=1, holdout=0.3, seed=5))
+    held, trained = holdout_split(np.random.default_rng(5), len(episodes), 0.3)
+    assert figures["holdout_decisions"] == sum(episodes[i].length for i in held)  # lengths differ: the same games
+    assert sorted([*held, *trained]) == list(range(10))

@@ -200,14 +200,21 @@ def agreement(model: PolicyNet, batch: Batch, chunk: int = 1024) -> float:
     return hits / max(len(batch), 1)
 
 
+def holdout_split(rng: np.random.Generator, n: int, holdout: float) -> tuple[np.ndarray, np.ndarray]:
+    """Episode indices (held out, trained on) as `fit` draws them from a fresh `default_rng(seed)`:
+    anyone can score a fitted policy on the very games it never saw."""
+    order = rng.permutation(n)
+    cut = max(1, int(n * holdout)) if holdout > 0 and n > 1 else 0
+    return order[:cut], order[cut:]
+
+
 def fit(model: PolicyNet, episodes: list[Episode], cfg: FitConfig,
         on_epoch: Callable[[int, dict[str, float]], None] | None = None) -> dict[str, float]:
     """Train `model` to predict the teacher's choices (and the results); returns the last epoch's figures."""
     rng = np.random.default_rng(cfg.seed)
-    order = rng.permutation(len(episodes))
-    cut = max(1, int(len(episodes) * cfg.holdout)) if cfg.holdout > 0 and len(episodes) > 1 else 0
-    held = make_batch([episodes[i] for i in order[:cut]]) if cut else None
-    train = make_batch([episodes[i] for i in order[cut:]])
+    held_out, trained = holdout_split(rng, len(episodes), cfg.holdout)
+    held = make_batch([episodes[i] for i in held_out]) if len(held_out) else None
+    train = make_batch([episodes[i] for i in trained])
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps = cfg.epochs * -(-len(train) // cfg.batch)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, cfg.lr, total_steps=steps, pct_start=0.1)
