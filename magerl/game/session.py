@@ -31,10 +31,10 @@ engine_json.install()  # the engine decodes each answer with json.loads: make th
 
 T = TypeVar("T")
 
-#: Engine labels of the built-in AI, by the lower-case names magerl uses.
 #: Steps in which this turn's declared attackers and blockers are still in combat.
 COMBAT_STEPS = frozenset(("DeclareAttackers", "DeclareBlockers", "FirstStrikeDamage", "CombatDamage", "EndCombat"))
 
+#: Engine labels of the built-in AI, by the lower-case names magerl uses.
 DIFFICULTIES = {"veryeasy": "VeryEasy", "easy": "Easy", "medium": "Medium", "hard": "Hard", "veryhard": "VeryHard"}
 
 
