@@ -44,6 +44,13 @@ def test_ladder_report(tmp_path, cards, decks) -> None:
     assert list(resumed["opponents"]) == ["random", "engine:veryeasy"]
     assert resumed["opponents"]["random"] is kept["random"]
     assert resumed["opponents"]["engine:veryeasy"]["games"] == 4
+    # a kept opponent later in the ladder is in every save, not only once the loop reaches it
+    saves: list[list[str]] = []
+    later = {"engine:veryeasy": report["opponents"]["engine:veryeasy"]}
+    resumed = run_ladder(cards, chosen, path, opponents=("random", "engine:veryeasy"), games=4, jobs=1,
+                         progress=False, resume={**report, "opponents": later},
+                         on_opponent=lambda r: saves.append(list(r["opponents"])))
+    assert saves == [["random", "engine:veryeasy"]] and list(resumed["opponents"]) == saves[0]
     with pytest.raises(ValueError, match="games_per_opponent"):
         run_ladder(cards, chosen, path, opponents=("random",), games=8, progress=False, resume=report)
 

@@ -68,9 +68,9 @@ def run_ladder(cards: CardDatabase, decks: list[Deck], checkpoint: Path, *, oppo
                 raise ValueError(f"cannot resume: the report's {key} is {resume.get(key)!r}, "
                                  f"this ladder's is {report[key]!r}")
     kept = (resume or {}).get("opponents", {})
+    entries.update((o, kept[o]) for o in opponents if o in kept)  # in every save: a stop loses none of them
     for opponent in opponents:
         if opponent in kept:
-            entries[opponent] = kept[opponent]
             continue
         start = time.perf_counter()
         records = run_match(cards, decks, [policy, opponent], games=games, seed=seed, jobs=jobs,
@@ -85,6 +85,7 @@ def run_ladder(cards: CardDatabase, decks: list[Deck], checkpoint: Path, *, oppo
             "decision_ms": {"policy": match.decision_ms[0], "opponent": match.decision_ms[1]},
             "seconds": round(match.seconds, 1), "target": TARGETS.get(opponent),
         }
+        report["opponents"] = entries = {o: entries[o] for o in opponents if o in entries}  # ladder order
         report["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         if on_opponent:
             on_opponent(report)
