@@ -111,15 +111,15 @@ def to_tensors(batch: dict[str, np.ndarray], device: torch.device | str = "cpu")
 
 
 def widen_inputs(model: PolicyNet, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """`tensors` with input projections saved narrower than `model`'s padded with zero columns.
+    """`tensors` with an object projection saved narrower than `model`'s padded with zero columns.
 
-    Encodings only append features to a row, so a checkpoint saved before one was added
-    reads it with zero weight and computes exactly what it computed before.
+    Object rows only ever gain features at their end (encoding.F_OBJECT), so a checkpoint
+    saved before one was added reads it with zero weight and computes exactly what it
+    computed before. Other rows make no such promise (a new prompt shifts the global
+    row), so a change there still fails to load rather than loading misaligned.
     """
-    own = model.state_dict()
-    out = dict(tensors)
-    for name in ("object_proj.weight", "player_proj.weight", "global_proj.weight", "flag_proj.weight"):
-        saved, wanted = tensors.get(name), own[name]
-        if saved is not None and saved.shape[0] == wanted.shape[0] and saved.shape[1] < wanted.shape[1]:
-            out[name] = torch.cat([saved, saved.new_zeros(saved.shape[0], wanted.shape[1] - saved.shape[1])], 1)
-    return out
+    name = "object_proj.weight"
+    saved, wanted = tensors.get(name), model.state_dict()[name]
+    if saved is None or saved.shape[0] != wanted.shape[0] or saved.shape[1] >= wanted.shape[1]:
+        return tensors
+    return {**tensors, name: torch.cat([saved, saved.new_zeros(saved.shape[0], wanted.shape[1] - saved.shape[1])], 1)}
