@@ -4,11 +4,13 @@ Plays the policy (default: the shipped one) against engine:easy on one core (one
 and one BLAS thread) and times each of the policy's decisions whole, as `act()` runs it,
 then part by part: the observation (as built when it is not reused), the encoding, and
 the network, both in numpy (what `act()` uses) and in PyTorch side by side. The engine
-AI's time to choose is measured in the same games. Goal: policy ≤ 2 ms per decision on
-one core; the ratios (numpy to torch network, policy to engine AI) are the figures that
-survive a noisy machine.
+AI's time to choose is measured in the same games. Each `--versus` policy's numpy network
+is timed on the same decisions, so a larger model's cost is a ratio measured side by side
+(the observation and encoding do not depend on the model). Goal: policy ≤ 2 ms per
+decision on one core; the ratios (numpy to torch network, policy to engine AI, one
+network to another) are the figures that survive a noisy machine.
 
-    python bench/decision_latency.py [--policy default] [--games 4]
+    python bench/decision_latency.py [--policy default] [--versus PATH ...] [--games 4]
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from magerl.game.observation import observe
 from magerl.game.session import GameSession
 from magerl.model.agent import PolicyAgent, _load, one_core
 from magerl.model.encoding import encode, single
+from magerl.model.inference import NumpyPolicy
 from magerl.model.network import to_tensors
 
 DECKS = ["white-weenie", "green-stompy", "mono-red-burn", "dimir-control"]
@@ -34,6 +37,8 @@ DECKS = ["white-weenie", "green-stompy", "mono-red-burn", "dimir-control"]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--policy", default="default")
+    parser.add_argument("--versus", action="append", default=[], metavar="POLICY",
+                        help="another checkpoint whose network is timed on the same decisions")
     parser.add_argument("--games", type=int, default=4)
     args = parser.parse_args()
     one_core()
@@ -42,10 +47,11 @@ def main() -> None:
     decks = [load_deck(d, cards).cards() for d in DECKS]
     model, version = _load(args.policy)
     agent = PolicyAgent(model, version=version, seed=0)
+    others = {f"network (numpy) {name}": NumpyPolicy(_load(name)[0]) for name in args.versus}
     teacher = EngineAIAgent("easy")
     reused = 0  # decisions whose observation was the previous one (no action applied since)
     parts: dict[str, list[float]] = {k: [] for k in ("whole act()", "observation", "encode", "network (numpy)",
-                                                      "network (torch)", "engine:easy act()")}
+                                                      "network (torch)", "engine:easy act()", *others)}
     for game in range(args.games):
         session = GameSession(engine, (decks[game % 4], decks[(game + 1) % 4]), seed=100 + game)
         while (decision := session.next_decision()) is not None:
@@ -69,17 +75,26 @@ def main() -> None:
             with torch.inference_mode():
                 model(to_tensors(batch))
             t5 = time.perf_counter()
+            for name, forward in others.items():
+                start = time.perf_counter()
+                forward(batch)
+                parts[name].append(time.perf_counter() - start)
             for name, a, b in (("whole act()", t0, t1), ("observation", t1, t2), ("encode", t2, t3),
                                ("network (numpy)", t3, t4), ("network (torch)", t4, t5)):
                 parts[name].append(b - a)
             session.choose(decision, index)
     print(f"{len(parts['whole act()'])} policy decisions ({reused} reused the previous observation), "
           f"{len(parts['engine:easy act()'])} engine:easy decisions, {args.games} games, 1 thread")
+    width = max(map(len, parts))
     for name, values in parts.items():
         ms = np.asarray(values) * 1000
-        print(f"  {name:<20} mean {ms.mean():6.3f} ms   p50 {np.median(ms):6.3f}   p99 {np.percentile(ms, 99):7.3f}")
+        print(f"  {name:<{width}} mean {ms.mean():6.3f} ms   p50 {np.median(ms):6.3f}   p99 {np.percentile(ms, 99):7.3f}")
     mean = {name: float(np.mean(values)) for name, values in parts.items()}
     print(f"network numpy / torch: {mean['network (numpy)'] / mean['network (torch)']:.3f}")
+    for name in others:
+        print(f"{name.removeprefix('network (numpy) ')} / {args.policy} network: "
+              f"{mean[name] / mean['network (numpy)']:.3f}; whole act() with it "
+              f"≈ {(mean['whole act()'] - mean['network (numpy)'] + mean[name]) * 1000:.2f} ms")
     print(f"policy / engine:easy time per decision: {mean['whole act()'] / mean['engine:easy act()']:.3f}  "
           f"(policy {mean['whole act()'] * 1000:.2f} ms; goal ≤ 2 ms)")
 

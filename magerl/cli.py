@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="play games between two agents and report win rates",
         description="Play games between two agents over every pairing of the given decks, "
         "with both deck assignments and both seatings, and report each agent's win rate "
-        "with a 95%% Wilson interval. Aborted games (length caps, engine errors) are "
+        "with a 95% Wilson interval. Aborted games (length caps, engine errors) are "
         "reported and left out of win rates.",
     )
     play.add_argument(
@@ -71,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("eval", help="win rate of a checkpoint against one opponent",
                         description="Play a checkpoint's policy against an opponent over the standard deck pairings "
-                        "(both assignments, both seatings) and print its win rate with a 95%% interval.")
+                        "(both assignments, both seatings) and print its win rate with a 95% interval.")
     ev.add_argument("--checkpoint", required=True, metavar="PATH", help="checkpoint folder, or a run folder (its newest)")
     ev.add_argument("--opponent", required=True, metavar="AGENT", help="random | engine:DIFFICULTY | policy:PATH")
     ev.add_argument("--games", type=int, default=200)

@@ -9,6 +9,7 @@ from collections import Counter
 
 import pytest
 
+from magerl.cli import build_parser
 from magerl.game.agents import EngineAIAgent, RandomAgent, make_agent
 from magerl.game.play import run_match, schedule, summarize, wilson
 
@@ -75,6 +76,19 @@ def test_cli_play_text_and_usage_errors() -> None:
     assert magerl("play", "--agent", "random").returncode == 2
     bad = magerl("play", "--agent", "random", "--agent", "engine:godlike", "--games", "1")
     assert bad.returncode == 2 and "unknown difficulty" in bad.stderr
+
+
+def test_every_help_text_renders() -> None:
+    """argparse formats argument help with %, not descriptions: a '%%' there prints as is."""
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices  # argparse keeps no public list of them
+    texts = [parser.format_help()]
+    for command in commands.values():
+        texts.append(command.format_help())
+        nested = command._subparsers._group_actions[0].choices.values() if command._subparsers else ()
+        texts += [sub.format_help() for sub in nested]
+    assert len(texts) > len(commands) > 5
+    assert not [text.splitlines()[0] for text in texts if "%%" in text]
 
 
 @pytest.mark.slow
