@@ -4,7 +4,9 @@ Scores each checkpoint's likeliest candidate against the teacher's choice in rec
 teacher games (`magerl imitate record`), on the games `magerl imitate fit` holds out
 (the same split for the same files, --holdout and --seed), so a policy fitted on these
 files is scored on games it never saw and every policy on the same decisions. It shows
-where a clone disagrees with its teacher, which a single agreement figure hides.
+where a clone disagrees with its teacher, which a single agreement figure hides. Two
+floors stand beside the policies: a uniformly random legal move (its expected agreement,
+1/candidates) and always the first candidate (pass, no attack, no block).
 
     python bench/imitation_agreement.py --data teacher.bin --checkpoint default --checkpoint bc-new
 """
@@ -41,7 +43,7 @@ def main() -> None:
         "prompt": np.array(PROMPTS + ("other",))[batch.inputs["glob"][:, prompt_at:prompt_at + len(PROMPTS) + 1].argmax(1)],
         "teacher's move": np.array(("other",) + ACTION_KINDS)[batch.inputs["kinds"][first + batch.actions]],
     }
-    hits = {}
+    hits = {"random move": 1.0 / counts, "first candidate": (batch.actions == 0).astype(float)}
     for spec in args.checkpoint:
         model, _ = load_policy(spec)
         model.eval()
