@@ -115,6 +115,12 @@ def _add_ladder(sub: Any) -> None:
     plot.add_argument("reports", nargs="+", metavar="REPORT", help="ladder JSON reports (one per checkpoint)")
     plot.add_argument("--out", required=True, metavar="PNG")
     plot.set_defaults(func=cmd_ladder_plot)
+    compare = steps.add_parser("compare", help="two checkpoints' win rates and their difference, with 95% intervals",
+                               description="For each opponent both ladder reports played: A's and B's win rates "
+                               "and A − B with its 95% interval; 'A ahead' or 'B ahead' only where the interval "
+                               "excludes 0.")
+    compare.add_argument("reports", nargs=2, metavar="REPORT", help="two ladder JSON reports: A, then B")
+    compare.set_defaults(func=cmd_ladder_compare)
 
 
 def _add_imitate(sub: Any) -> None:
@@ -560,6 +566,17 @@ def cmd_ladder_plot(args: argparse.Namespace) -> int:
     except KeyError as exc:
         raise UsageError(f"not a ladder report: missing {exc}") from exc
     print(f"plot written: {args.out}")
+    return 0
+
+
+def cmd_ladder_compare(args: argparse.Namespace) -> int:
+    from magerl.evaluator.ladder import format_comparison
+
+    a, b = (_read_report(Path(name)) for name in args.reports)
+    try:
+        print(format_comparison(a, b))
+    except (KeyError, TypeError) as exc:
+        raise UsageError(f"not a ladder report: missing {exc}") from exc
     return 0
 
 

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from magerl.evaluator.ladder import format_ladder, run_ladder, training_of
+from magerl.evaluator.ladder import difference, format_ladder, run_ladder, training_of
+from magerl.game.play import wilson
 from magerl.learner import checkpoint
 from magerl.model.network import ModelConfig, PolicyNet
 
@@ -99,6 +100,30 @@ def test_cli_ladder_run_and_plot(tmp_path) -> None:
     (tmp_path / "junk.json").write_text("{}")
     bad = magerl("ladder", "plot", str(tmp_path / "junk.json"), "--out", str(png))
     assert bad.returncode == 2 and "not a ladder report" in bad.stderr
+
+
+def test_compare_two_ladders(tmp_path) -> None:
+    def report(name: str, wins: dict[str, int], games: int = 200) -> Path:
+        entries = {o: {"win_rate": w / games, "ci95": list(wilson(w, games)), "games": games} for o, w in wins.items()}
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps({"checkpoint": name, "decision_rule": "sample", "seed": 20000,
+                                    "decks": ["white-weenie"], "opponents": entries}))
+        return path
+
+    a = report("a", {"random": 180, "engine:easy": 100, "engine:hard": 20})
+    b = report("b", {"random": 150, "engine:easy": 96, "engine:medium": 50})
+    d, low, high = difference(*(json.loads(p.read_text())["opponents"]["random"] for p in (a, b)))
+    assert d == pytest.approx(0.15)
+    # Newcombe (1998), method 10, by hand: 0.9 [0.85059, 0.93433] against 0.75 [0.68566, 0.80492]
+    assert low == pytest.approx(0.15 - ((0.9 - 0.85059) ** 2 + (0.80492 - 0.75) ** 2) ** 0.5, abs=1e-4)
+    assert high == pytest.approx(0.15 + ((0.93433 - 0.9) ** 2 + (0.75 - 0.68566) ** 2) ** 0.5, abs=1e-4)
+    proc = magerl("ladder", "compare", str(a), str(b))
+    assert proc.returncode == 0, proc.stderr
+    rows = {line.split()[0]: line for line in proc.stdout.splitlines()[3:]}
+    assert set(rows) == {"random", "engine:easy"}  # only the opponents both played
+    assert rows["random"].endswith("A ahead") and rows["engine:easy"].endswith("not separated")
+    bad = magerl("ladder", "compare", str(a), str(tmp_path / "missing.json"))
+    assert bad.returncode == 2 and "missing.json" in bad.stderr
 
 
 def test_published_ladder_reports_are_of_the_shipped_policy() -> None:

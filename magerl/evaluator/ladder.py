@@ -6,12 +6,14 @@ on seeds disjoint from any the training recipes use. Win rates count finished ga
 only, with 95% Wilson intervals; aborted games are reported beside them. Each agent's
 time to choose is measured in the same games, so the policy's decision latency sits
 beside the engine AI's. Reports are JSON; `plot` draws win rate against the training
-compute recorded in each checkpoint.
+compute recorded in each checkpoint, and `compare` says whether one checkpoint beats
+another by more than the noise of the games played.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -103,6 +105,38 @@ def format_ladder(report: dict[str, Any]) -> str:
         ms = e["decision_ms"]
         lines.append(f"{name:<18}{e['games']:>6}{e['aborted']:>8}   {rate:<24} {target:>6}   "
                      f"{ms['policy'] or 0:.2f} / {ms['opponent'] or 0:.2f}")
+    return "\n".join(lines)
+
+
+def difference(a: dict[str, Any], b: dict[str, Any]) -> tuple[float, float, float]:
+    """A's win rate minus B's, with a 95% interval (Newcombe's hybrid score interval).
+
+    Built from each side's Wilson interval, it stays sound near 0% and 100% where the
+    usual ± 1.96 standard errors does not. Games of two ladders are independent samples,
+    so an interval that excludes 0 is a difference the games show, not noise.
+    """
+    (pa, (la, ua)), (pb, (lb, ub)) = (a["win_rate"], a["ci95"]), (b["win_rate"], b["ci95"])
+    d = pa - pb
+    return d, d - math.hypot(pa - la, ub - pb), d + math.hypot(ua - pa, pb - lb)
+
+
+def format_comparison(a: dict[str, Any], b: dict[str, Any]) -> str:
+    """Each opponent both reports played: both win rates and their difference with its interval."""
+    lines = [f"A: {a['checkpoint']} ({a['decision_rule']})", f"B: {b['checkpoint']} ({b['decision_rule']})"]
+    if (a["seed"], a["decks"]) != (b["seed"], b["decks"]):
+        lines.append("note: the ladders played different seeds or decks")
+    lines.append(f"{'opponent':<18}{'A (games)':>14}{'B (games)':>14}   A − B   95% CI")
+    shared = [o for o in a["opponents"] if o in b["opponents"]]
+    for name in shared:
+        ea, eb = a["opponents"][name], b["opponents"][name]
+        if ea["win_rate"] is None or eb["win_rate"] is None:
+            continue
+        d, low, high = difference(ea, eb)
+        verdict = "A ahead" if low > 0 else "B ahead" if high < 0 else "not separated"
+        lines.append(f"{name:<18}{ea['win_rate']:>8.1%} ({ea['games']:>3}){eb['win_rate']:>8.1%} ({eb['games']:>3})"
+                     f"   {d:+6.1%}  [{low:+.1%}, {high:+.1%}]  {verdict}")
+    if not shared:
+        lines.append("(no opponent in both reports)")
     return "\n".join(lines)
 
 
