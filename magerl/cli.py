@@ -115,7 +115,7 @@ def _add_ladder(sub: Any) -> None:
     plot.add_argument("reports", nargs="+", metavar="REPORT", help="ladder JSON reports (one per checkpoint)")
     plot.add_argument("--out", required=True, metavar="PNG")
     plot.set_defaults(func=cmd_ladder_plot)
-    compare = steps.add_parser("compare", help="two checkpoints' win rates and their difference, with 95% intervals",
+    compare = steps.add_parser("compare", help="two checkpoints' win rates and their difference, with 95%% intervals",
                                description="For each opponent both ladder reports played: A's and B's win rates "
                                "and A − B with its 95% interval; 'A ahead' or 'B ahead' only where the interval "
                                "excludes 0.")
