@@ -112,8 +112,10 @@ def difference(a: dict[str, Any], b: dict[str, Any]) -> tuple[float, float, floa
     """A's win rate minus B's, with a 95% interval (Newcombe's hybrid score interval).
 
     Built from each side's Wilson interval, it stays sound near 0% and 100% where the
-    usual ± 1.96 standard errors does not. Games of two ladders are independent samples,
-    so an interval that excludes 0 is a difference the games show, not noise.
+    usual ± 1.96 standard errors does not. It treats the two ladders' games as
+    independent; on the same seeds they share the opening shuffles, a positive
+    correlation that only makes the true interval narrower, so one that excludes 0
+    here is a difference the games show, not noise.
     """
     (pa, (la, ua)), (pb, (lb, ub)) = (a["win_rate"], a["ci95"]), (b["win_rate"], b["ci95"])
     d = pa - pb
