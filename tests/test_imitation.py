@@ -63,7 +63,12 @@ def test_dagger_plays_the_explorers_moves_and_keeps_the_teachers_labels(tmp_path
     policy = checkpoint.save(tmp_path / "bc", 0, PolicyNet(SMALL), None, {"version": 0})
     game = TeacherGame(seed=5, teacher="engine:easy", opponent="random", epsilon=1.0, decks=(0, 1), teacher_seat=0,
                        explorer=f"policy:{policy}")
-    record(str(cards.path), [decks[d].cards() for d in DECKS], [game], tmp_path / "dagger.bin", jobs=1)
+    earlier = {"games": 5, "aborted": 0, "episodes": 0, "decisions": 0, "seconds": 9.0, "runs": [{"games": 5}]}
+    (tmp_path / "dagger.bin.json").write_text(json.dumps(earlier))  # a file earlier runs appended to
+    ticks: list[int] = []
+    totals = record(str(cards.path), [decks[d].cards() for d in DECKS], [game], tmp_path / "dagger.bin", jobs=1,
+                    progress=lambda done, summary: ticks.append(done))
+    assert ticks == [1] and totals["games"] == 6 and len(totals["runs"]) == 2  # progress counts this run's plan
     [episode] = list(read_episodes(tmp_path / "dagger.bin"))
     assert episode.meta["explorer"] == f"policy:{policy}"
 

@@ -96,11 +96,14 @@ def test_batch_size_plan_on_cpu_is_measured_and_capped() -> None:
 def test_network_handles_boards_with_few_objects(n_objects) -> None:
     """A mulligan to two cards leaves fewer objects than the three fixed tokens (a real crash once)."""
     rng = np.random.default_rng(n_objects)
+    refs = np.full((2, 3), -1, np.int32)
+    if n_objects:  # the last object before the first: the numpy forward keeps only referenced rows, sorted
+        refs[1, :2] = n_objects - 1, 0
     e = Encoded(rng.random((n_objects, F_OBJECT), np.float32), np.arange(1, n_objects + 1, dtype=np.int32),
                 rng.random((2, F_PLAYER), np.float32), rng.random(F_GLOBAL).astype(np.float32),
-                np.array([1, 2], np.int32), np.full((2, 3), -1, np.int32), np.zeros(2, np.int32),
+                np.array([1, 2], np.int32), refs, np.zeros(2, np.int32),
                 rng.random((2, F_CANDIDATE), np.float32))
-    model = PolicyNet(ModelConfig(d_model=16, layers=1, heads=2))
+    model = PolicyNet(ModelConfig(d_model=16, layers=2, heads=2))
     for batch in (single(e), collate(stack([e, e]))):
         logits, values = model(to_tensors(batch))
         assert torch.isfinite(logits).all() and torch.isfinite(values).all()

@@ -138,7 +138,7 @@ def record(card_data: str, decks: list[list[str]], plan: list[TeacherGame], out:
                                initargs=(card_data, decks, limits))
     try:
         with out.open("ab") as sink:
-            for future in as_completed([pool.submit(play_teacher_game, g) for g in plan]):
+            for played, future in enumerate(as_completed([pool.submit(play_teacher_game, g) for g in plan]), 1):
                 messages, summary = future.result()
                 for message in messages:
                     sink.write(FRAME.pack(len(message)) + message)
@@ -150,7 +150,7 @@ def record(card_data: str, decks: list[list[str]], plan: list[TeacherGame], out:
                 totals["seconds"] = round(seconds + time.perf_counter() - start, 1)
                 ledger.write_text(json.dumps(totals))
                 if progress:
-                    progress(totals["games"], summary)
+                    progress(played, summary)  # of this run's plan: the file may hold earlier runs' games
     finally:  # Ctrl-C or an error: games not yet started are dropped; those written stay whole
         pool.shutdown(wait=True, cancel_futures=True)
     return totals
