@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import time
 from dataclasses import asdict
@@ -427,12 +428,19 @@ def cmd_imitate_record(args: argparse.Namespace) -> int:
         elif done % 10 == 0 or done == len(plan):  # not a terminal: a line now and then
             print(f"{done}/{len(plan)} games, {time.perf_counter() - start:.0f} s", flush=True)
 
-    with tqdm(total=len(plan), unit="game", dynamic_ncols=True, disable=None) as bar:
-        bar = bar if not bar.disable else None
-        settings = {"teacher": args.teacher, "opponents": mix, "epsilon": args.epsilon, "explore": args.explore,
-                    "seed": args.seed, "decks": [d.name for d in decks]}
-        totals = record(str(cards.path), [d.cards() for d in decks], plan, out, jobs=min(args.jobs, args.games),
-                        progress=tick, settings=settings)
+    def stop(signum: int, frame: Any) -> None:  # `kill` stops a recording as Ctrl-C does: written games stay
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        with tqdm(total=len(plan), unit="game", dynamic_ncols=True, disable=None) as bar:
+            bar = bar if not bar.disable else None
+            settings = {"teacher": args.teacher, "opponents": mix, "epsilon": args.epsilon, "explore": args.explore,
+                        "seed": args.seed, "decks": [d.name for d in decks]}
+            totals = record(str(cards.path), [d.cards() for d in decks], plan, out, jobs=min(args.jobs, args.games),
+                            progress=tick, settings=settings)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     print(f"{out} now holds {totals['games']} games ({totals['aborted']} aborted), {totals['episodes']} episodes, "
           f"{totals['decisions']} teacher decisions, {totals['seconds']:.0f} s of recording")
     return 0

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -65,6 +67,7 @@ def test_dagger_plays_the_explorers_moves_and_keeps_the_teachers_labels(tmp_path
                        explorer=f"policy:{policy}")
     earlier = {"games": 5, "aborted": 0, "episodes": 0, "decisions": 0, "seconds": 9.0, "runs": [{"games": 5}]}
     (tmp_path / "dagger.bin.json").write_text(json.dumps(earlier))  # a file earlier runs appended to
+    (tmp_path / "dagger.bin").write_bytes(imitation.FRAME.pack(5000) + b"half a frame")  # ... one of them killed
     ticks: list[int] = []
     totals = record(str(cards.path), [decks[d].cards() for d in DECKS], [game], tmp_path / "dagger.bin", jobs=1,
                     progress=lambda done, summary: ticks.append(done))
@@ -124,6 +127,25 @@ def test_parse_mix() -> None:
 
 def magerl(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "magerl.cli", *args], capture_output=True, text=True, timeout=timeout)
+
+
+def test_cli_record_stops_on_sigterm_keeping_whole_games(tmp_path) -> None:
+    """`kill` (a scheduler, a container stop) ends a recording as Ctrl-C does: the games written stay readable."""
+    data, ledger = tmp_path / "teacher.bin", tmp_path / "teacher.bin.json"
+    proc = subprocess.Popen([sys.executable, "-m", "magerl.cli", "imitate", "record", "--out", str(data), "--teacher",
+                             "engine:veryeasy", "--opponents", "random=1", "--games", "200", "--jobs", "1",
+                             *[a for d in DECKS for a in ("--deck", d)]], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    deadline = time.monotonic() + 300
+    while not (ledger.exists() and json.loads(ledger.read_text())["games"] >= 1):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.poll() else "timeout"
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 130 and "interrupted" in stderr
+    totals = json.loads(ledger.read_text())
+    assert 1 <= totals["games"] < 200
+    assert len(list(read_episodes(data))) == totals["episodes"]
 
 
 def test_cli_record_fit_then_play_the_policy(tmp_path) -> None:

@@ -11,6 +11,7 @@ length-prefixed frames: no pickle, validated on reading like network input.
 from __future__ import annotations
 
 import json
+import logging
 import random
 import struct
 import time
@@ -33,6 +34,7 @@ from magerl.transport.episodes import Episode, parse_episode
 from magerl.transport.messages import decode_message
 
 FRAME = struct.Struct("<I")
+log = logging.getLogger(__name__)
 
 
 # -- recording ---------------------------------------------------------------------------
@@ -133,6 +135,8 @@ def record(card_data: str, decks: list[list[str]], plan: list[TeacherGame], out:
     if ledger.exists():
         totals.update(json.loads(ledger.read_text()))
     totals["runs"].append({**(settings or {}), "games": len(plan), "jobs": jobs})
+    if out.exists():
+        _drop_torn_frame(out)
     start, seconds = time.perf_counter(), totals["seconds"]
     pool = ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=_init,
                                initargs=(card_data, decks, limits))
@@ -140,8 +144,7 @@ def record(card_data: str, decks: list[list[str]], plan: list[TeacherGame], out:
         with out.open("ab") as sink:
             for played, future in enumerate(as_completed([pool.submit(play_teacher_game, g) for g in plan]), 1):
                 messages, summary = future.result()
-                for message in messages:
-                    sink.write(FRAME.pack(len(message)) + message)
+                sink.write(b"".join(FRAME.pack(len(message)) + message for message in messages))
                 totals["decisions"] += summary["decisions"]
                 sink.flush()
                 totals["games"] += 1
@@ -154,6 +157,25 @@ def record(card_data: str, decks: list[list[str]], plan: list[TeacherGame], out:
     finally:  # Ctrl-C or an error: games not yet started are dropped; those written stay whole
         pool.shutdown(wait=True, cancel_futures=True)
     return totals
+
+
+def _drop_torn_frame(path: Path) -> None:
+    """Cut a frame that a killed run left half-written, so that what is appended next is read.
+
+    Left in place, its length prefix would swallow the next run's first frames.
+    """
+    size, end = path.stat().st_size, 0
+    with path.open("rb") as f:
+        while end + FRAME.size <= size:
+            f.seek(end)
+            (length,) = FRAME.unpack(f.read(FRAME.size))
+            if end + FRAME.size + length > size:
+                break
+            end += FRAME.size + length
+    if end < size:
+        log.warning("%s: dropping the last %d bytes, a frame a stopped run left unfinished", path, size - end)
+        with path.open("r+b") as f:
+            f.truncate(end)
 
 
 def read_episodes(path: Path) -> Iterator[Episode]:
