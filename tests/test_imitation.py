@@ -200,8 +200,9 @@ def test_shipped_policy_loads_with_its_recipe(engine, decks) -> None:
     assert ckpt.path == checkpoint.shipped_policy()
     assert (ckpt.path / "model.safetensors").stat().st_size < 4 * 2**20  # small enough to ship in the package
     recipe = ckpt.state["recipe"]
-    assert recipe["method"] == "behaviour cloning" and recipe["teacher"] == ["engine:medium"]
-    assert recipe["compute"]["episodes"] == recipe["recordings"][0]["episodes"] > 0
+    assert recipe["method"] == "behaviour cloning" and recipe["teacher"] == ["engine:hard", "engine:medium"]
+    assert recipe["compute"]["episodes"] == sum(r["episodes"] for r in recipe["recordings"]) > 0
+    assert recipe["compute"]["record_seconds"] == pytest.approx(sum(r["seconds"] for r in recipe["recordings"]), abs=0.2)
     assert recipe["compute"]["seconds"] == pytest.approx(recipe["compute"]["record_seconds"] + recipe["compute"]["fit_seconds"], abs=0.2)
     assert any(c.startswith("magerl imitate fit") for c in recipe["commands"])
     agent = make_agent("policy:default", seed=0)
