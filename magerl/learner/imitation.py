@@ -159,21 +159,26 @@ def record(card_data: str, decks: list[list[str]], plan: list[TeacherGame], out:
     return totals
 
 
+def _frames(data: bytes) -> Iterator[tuple[int, int]]:
+    """`(start, end)` of each whole frame's body in `data`; a torn last frame ends them."""
+    offset = 0
+    while offset + FRAME.size <= len(data):
+        (size,) = FRAME.unpack_from(data, offset)
+        if offset + FRAME.size + size > len(data):
+            return
+        yield offset + FRAME.size, offset + FRAME.size + size
+        offset += FRAME.size + size
+
+
 def _drop_torn_frame(path: Path) -> None:
     """Cut a frame that a killed run left half-written, so that what is appended next is read.
 
     Left in place, its length prefix would swallow the next run's first frames.
     """
-    size, end = path.stat().st_size, 0
-    with path.open("rb") as f:
-        while end + FRAME.size <= size:
-            f.seek(end)
-            (length,) = FRAME.unpack(f.read(FRAME.size))
-            if end + FRAME.size + length > size:
-                break
-            end += FRAME.size + length
-    if end < size:
-        log.warning("%s: dropping the last %d bytes, a frame a stopped run left unfinished", path, size - end)
+    data = path.read_bytes()
+    end = max((stop for _, stop in _frames(data)), default=0)
+    if end < len(data):
+        log.warning("%s: dropping the last %d bytes, a frame a stopped run left unfinished", path, len(data) - end)
         with path.open("r+b") as f:
             f.truncate(end)
 
@@ -181,14 +186,8 @@ def _drop_torn_frame(path: Path) -> None:
 def read_episodes(path: Path) -> Iterator[Episode]:
     """Episodes from a recorded file, each validated; a torn last frame (interrupted run) ends the file."""
     data = path.read_bytes()
-    offset = 0
-    while offset + FRAME.size <= len(data):
-        (size,) = FRAME.unpack_from(data, offset)
-        body = data[offset + FRAME.size : offset + FRAME.size + size]
-        if len(body) < size:
-            break
-        yield parse_episode(decode_message(body))
-        offset += FRAME.size + size
+    for start, stop in _frames(data):
+        yield parse_episode(decode_message(data[start:stop]))
 
 
 # -- fitting ----------------------------------------------------------------------------
