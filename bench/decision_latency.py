@@ -2,7 +2,8 @@
 
 Plays the policy (default: the shipped one) against engine:easy on one core (one torch
 and one BLAS thread) and times each of the policy's decisions whole, as `act()` runs it,
-then part by part: the observation (as built when it is not reused), the encoding, and
+then part by part: the observation (as built when it is not reused; and, side by side,
+without the battlefield memo of `engine_json`), the encoding, and
 the network, both in numpy (what `act()` uses) and in PyTorch side by side. The engine
 AI's time to choose is measured in the same games. Each `--versus` policy's numpy network
 is timed on the same decisions, so a larger model's cost is a ratio measured side by side
@@ -24,7 +25,7 @@ import torch
 from magerl.game.agents import EngineAIAgent
 from magerl.game.cards import CardDatabase
 from magerl.game.decks import load_deck
-from magerl.game.observation import observe
+from magerl.game.observation import ObservationCache, observe
 from magerl.game.session import GameSession
 from magerl.model.agent import PolicyAgent, _load, one_core
 from magerl.model.encoding import encode, single
@@ -50,7 +51,7 @@ def main() -> None:
     others = {f"network (numpy) {name}": NumpyPolicy(_load(name)[0]) for name in args.versus}
     teacher = EngineAIAgent("easy")
     reused = 0  # decisions whose observation was the previous one (no action applied since)
-    parts: dict[str, list[float]] = {k: [] for k in ("whole act()", "observation", "encode", "network (numpy)",
+    parts: dict[str, list[float]] = {k: [] for k in ("whole act()", "observation", "observation, no memo", "encode", "network (numpy)",
                                                       "network (torch)", "engine:easy act()", *others)}
     for game in range(args.games):
         session = GameSession(engine, (decks[game % 4], decks[(game + 1) % 4]), seed=100 + game)
@@ -61,12 +62,17 @@ def main() -> None:
                 parts["engine:easy act()"].append(time.perf_counter() - start)
                 session.choose(decision, index)
                 continue
-            zones, seen = dict(session._zones), session._observed  # the session's caches before act()
+            cache, seen = session._seen.copy(), session._observed  # the session's caches before act()
             t0 = time.perf_counter()
             index = agent.act(decision)
             t1 = time.perf_counter()
             reused += seen is not None and session._observed is seen
-            observation = observe(session.game, decision.seat, decision.prompt, session.first_player, zones)
+            unmemoized = ObservationCache(dict(cache.zones))  # as before the memo: the battlefield made each time
+            timed = [("observation", cache), ("observation, no memo", unmemoized)]
+            for name, looked in timed[:: 1 if len(parts["observation"]) % 2 else -1]:  # alternate which goes first
+                start = time.perf_counter()
+                observation = observe(session.game, decision.seat, decision.prompt, session.first_player, looked)
+                parts[name].append(time.perf_counter() - start)
             t2 = time.perf_counter()
             batch = single(encode(observation, decision.candidates))
             t3 = time.perf_counter()
@@ -79,7 +85,7 @@ def main() -> None:
                 start = time.perf_counter()
                 forward(batch)
                 parts[name].append(time.perf_counter() - start)
-            for name, a, b in (("whole act()", t0, t1), ("observation", t1, t2), ("encode", t2, t3),
+            for name, a, b in (("whole act()", t0, t1), ("encode", t2, t3),
                                ("network (numpy)", t3, t4), ("network (torch)", t4, t5)):
                 parts[name].append(b - a)
             session.choose(decision, index)
@@ -90,6 +96,7 @@ def main() -> None:
         ms = np.asarray(values) * 1000
         print(f"  {name:<{width}} mean {ms.mean():6.3f} ms   p50 {np.median(ms):6.3f}   p99 {np.percentile(ms, 99):7.3f}")
     mean = {name: float(np.mean(values)) for name, values in parts.items()}
+    print(f"observation with / without the battlefield memo: {mean['observation'] / mean['observation, no memo']:.3f}")
     print(f"network numpy / torch: {mean['network (numpy)'] / mean['network (torch)']:.3f}")
     for name in others:
         print(f"{name.removeprefix('network (numpy) ')} / {args.policy} network: "

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import json
 
 import pytest
 
 from magerl.game.agents import EngineAIAgent, RandomAgent
-from magerl.game.observation import CombatRoles, Observation, _view, observe
+from magerl.game.observation import CombatRoles, Observation, ObservationCache, _view, observe
 from magerl.game.session import COMBAT_STEPS, GameSession
 from magerl.model.encoding import _BASE_COMBAT, _ordered_objects, encode
 
@@ -92,20 +93,57 @@ def test_check_catches_a_leak(engine, decks) -> None:
 
 
 def test_cached_zones_give_the_same_observation(engine, decks) -> None:
-    """The session's observations reuse unchanged hands and graveyards; they must equal fresh ones."""
+    """The session's observations reuse unchanged hands, graveyards and battlefields; they must equal fresh ones."""
     names = list(decks)
-    hits = looks = 0
+    hits = {"Hand": 0, "Graveyard": 0, "Battlefield": 0}
+    looks = 0
     for seed, (a, b) in enumerate(itertools.islice(itertools.permutations(names, 2), 2)):
         session = GameSession(engine, (decks[a].cards(), decks[b].cards()), seed=seed)
         agents = [RandomAgent(seed), RandomAgent(seed + 10)]
         while (d := session.next_decision()) is not None:
-            before = dict(session._zones)
+            before = session._seen.copy()
             fresh = observe(session.game, d.seat, d.prompt, session.first_player)
             assert d.observation == dataclasses.replace(fresh, combat=d.observation.combat)
-            hits += sum(before.get(key) is value for key, value in session._zones.items())
-            looks += 3
+            for key, value in session._seen.zones.items():
+                hits[key[0]] += before.zones.get(key) is value
+            if d.seat in before.battlefields:
+                hits["Battlefield"] += before.battlefields[d.seat][1].made is session._seen.battlefields[d.seat][1].made
+            looks += 1
             session.choose(d, agents[d.seat].act(d))
-    assert hits > looks / 4, (hits, looks)  # the cache is used, not just correct
+    assert all(n > looks / 8 for n in hits.values()), (hits, looks)  # the cache is used, not just correct
+
+
+class _SameBoard:
+    """An engine game whose battlefield text never changes while its turn does."""
+
+    phase = "PreCombatMain"
+
+    def __init__(self) -> None:
+        self.turn = 3
+
+    def player(self, seat: int) -> dict:
+        return {"life": 20}
+
+    def battlefield(self) -> list:
+        return json.loads('[{"id": 7, "name": "Grizzly Bears", "owner": 0, "entered_battlefield_turn": 3}]')
+
+    def hand(self, seat: int) -> list:
+        return []
+
+    graveyard = hand
+
+    def exile(self) -> list:
+        return []
+
+    stack = exile
+
+
+def test_cached_battlefield_follows_the_turn() -> None:
+    """Same battlefield text in a new turn: the memo must not keep last turn's `entered_this_turn`."""
+    game, cache = _SameBoard(), ObservationCache()
+    assert observe(game, 0, "Priority", cache=cache).objects[0].entered_this_turn
+    game.turn = 4
+    assert not observe(game, 0, "Priority", cache=cache).objects[0].entered_this_turn
 
 
 def test_combat_roles_follow_every_choice(engine, decks) -> None:

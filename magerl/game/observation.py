@@ -8,10 +8,12 @@ opponent's hand and both libraries — sizes alone.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import copy
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from magerl.game.cards import keyword_name
+from magerl.game.engine_json import Memo
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,30 +112,51 @@ def _player(state: dict[str, Any], seat: int) -> PlayerView:
     )
 
 
-ZoneCache = dict[tuple[str, int, int], tuple[tuple[Any, ...], tuple[ObjectView, ...]]]
+@dataclass
+class ObservationCache:
+    """What one game's observations reuse from the last look (one per game).
 
-
-def observe(game: Any, seat: int, prompt: str, first_player: int = 0, cache: ZoneCache | None = None) -> Observation:
-    """The masked view of `game` for `seat` (an engine `Game`).
-
-    With `cache` (one dict per game), a hand or graveyard whose object ids and turn are
-    those of the last look is not fetched again: their objects do not change in place,
-    and fetching them is ~40% of an observation's cost.
+    `zones` holds a hand's or a graveyard's views under its object ids and the turn:
+    their objects do not change in place, and fetching them was ~40% of an
+    observation's cost. `battlefields` holds, per seat, the battlefield's views made
+    from the engine's last text of it (`Memo`) in the turn they were made for
+    (`entered_this_turn` reads the turn).
     """
+
+    zones: dict[tuple[str, int, int], tuple[tuple[Any, ...], tuple[ObjectView, ...]]] = field(default_factory=dict)
+    battlefields: dict[int, tuple[int, Memo]] = field(default_factory=dict)
+
+    def copy(self) -> "ObservationCache":
+        return ObservationCache(dict(self.zones), {s: (t, copy.copy(m)) for s, (t, m) in self.battlefields.items()})
+
+
+def observe(game: Any, seat: int, prompt: str, first_player: int = 0,
+            cache: ObservationCache | None = None) -> Observation:
+    """The masked view of `game` for `seat` (an engine `Game`), reusing what `cache` shows unchanged."""
     turn = game.turn
     states = (game.player(0), game.player(1))
 
+    def views(name: str, objects: Any) -> tuple[ObjectView, ...]:
+        return tuple(_view(o, name, seat, turn) for o in objects)
+
     def zone(name: str, owner: int, fetch: Callable[[int], Any]) -> tuple[ObjectView, ...]:
         if cache is None:
-            return tuple(_view(o, name, seat, turn) for o in fetch(owner))
+            return views(name, fetch(owner))
         key, ids = (name, owner, seat), (turn, *(states[owner].get(name.lower()) or ()))
-        hit = cache.get(key)
+        hit = cache.zones.get(key)
         if hit is None or hit[0] != ids:
-            hit = cache[key] = (ids, tuple(_view(o, name, seat, turn) for o in fetch(owner)))
+            hit = cache.zones[key] = (ids, views(name, fetch(owner)))
         return hit[1]
 
     objects = list(zone("Hand", seat, game.hand))
-    objects += [_view(o, "Battlefield", seat, turn) for o in game.battlefield()]
+    if cache is None:
+        objects += views("Battlefield", game.battlefield())
+    else:
+        made_in, memo = cache.battlefields.get(seat, (None, None))
+        if memo is None or made_in != turn:
+            memo = Memo()
+            cache.battlefields[seat] = (turn, memo)
+        objects += memo.read(game.battlefield, lambda answer: views("Battlefield", answer))
     for owner in (0, 1):
         objects += zone("Graveyard", owner, game.graveyard)
     objects += [_view(o, "Exile", seat, turn) for o in game.exile()]

@@ -25,7 +25,7 @@ import phase
 from phase import GameAction
 
 from magerl.game import engine_json
-from magerl.game.observation import CombatRoles, Observation, ZoneCache, observe
+from magerl.game.observation import CombatRoles, Observation, ObservationCache, observe
 
 engine_json.install()  # the engine decodes each answer with json.loads: make that orjson
 
@@ -188,7 +188,7 @@ class GameSession:
         self._combat: _Combat | None = None
         self._declared: tuple[int, CombatRoles] = (0, CombatRoles())  # turn, that turn's submitted combat
         self._pending: Decision | None = None
-        self._zones: ZoneCache = {}
+        self._seen = ObservationCache()
         self._observed: tuple[tuple[int, str, int], Observation] | None = None
         self._start = time.perf_counter()
         self.game = self._call(
@@ -303,7 +303,7 @@ class GameSession:
         but for its combat roles, which change with each per-creature choice."""
         key = (seat, prompt, self.prompts)  # every change to the game goes through _apply, which counts
         if self._observed is None or self._observed[0] != key:
-            view = self._call("observe", prompt, observe, self.game, seat, prompt, self.first_player, self._zones)
+            view = self._call("observe", prompt, observe, self.game, seat, prompt, self.first_player, self._seen)
             self._observed = (key, view)
         view = self._observed[1]
         turn, roles = self._declared
