@@ -241,6 +241,7 @@ def _add_services(sub: Any) -> None:
     train.add_argument("--run-dir", default=None, help="run folder (default: runs/YYYYmmdd-HHMMSS)")
     train.add_argument("--resume", action="store_true", help="continue the run folder's newest checkpoint")
     train.add_argument("--max-samples-per-batch", type=int, default=None)
+    train.add_argument("--lr", type=float, default=None, help="the learner's learning rate (default: magerl learner's)")
     train.add_argument("--checkpoint-every", type=int, default=10)
     train.add_argument("--eval-every", type=int, default=20, help="updates between evaluations (default 20)")
     train.add_argument("--eval-games", type=int, default=8, help="games per opponent per evaluation (default 8)")
@@ -374,6 +375,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise UsageError(f"--resume: {run_dir} has no checkpoint to continue")
     model = ["--d-model", str(args.d_model), "--layers", str(args.layers), "--heads", str(args.heads)]
     learner = [*model, "--checkpoint-every", str(args.checkpoint_every)]
+    if args.lr is not None:
+        learner += ["--lr", str(args.lr)]
     if args.init_from:
         from magerl.learner.checkpoint import find
 

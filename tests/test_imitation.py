@@ -218,6 +218,20 @@ def test_init_from_must_name_a_checkpoint(tmp_path) -> None:
         assert proc.returncode == 2 and "--init-from" in proc.stderr and "no checkpoint found" in proc.stderr
 
 
+def test_train_hands_its_learner_the_start_and_learning_rate(tmp_path, monkeypatch) -> None:
+    """Fine-tuning a clone with PPO: `train --init-from ... --lr ...` reaches the learner's own options."""
+    import magerl.train
+    from magerl.cli import build_parser, main
+
+    started = []
+    monkeypatch.setattr(magerl.train, "Trainer", lambda options: started.append(options) or type(
+        "Started", (), {"run": staticmethod(lambda: 0)}))
+    assert main(["train", "--run-dir", str(tmp_path / "run"), "--updates", "1", "--init-from", "default",
+                 "--lr", "5e-05"]) == 0
+    learner = build_parser().parse_args(["learner", *started[0].learner_args])
+    assert learner.lr == 5e-05 and learner.init_from == "default"
+
+
 def test_holdout_split_names_the_games_fit_holds_out() -> None:
     """bench/imitation_agreement.py scores policies on the games `fit` never trained on."""
     import numpy as np
