@@ -51,8 +51,9 @@ def main() -> None:
     others = {f"network (numpy) {name}": NumpyPolicy(_load(name)[0]) for name in args.versus}
     teacher = EngineAIAgent("easy")
     reused = 0  # decisions whose observation was the previous one (no action applied since)
-    parts: dict[str, list[float]] = {k: [] for k in ("whole act()", "observation", "observation, no memo", "encode", "network (numpy)",
-                                                      "network (torch)", "engine:easy act()", *others)}
+    parts: dict[str, list[float]] = {k: [] for k in ("whole act()", "observation", "observation, no memo", "encode",
+                                                      "network (numpy)", "network (torch)", "engine:easy act()",
+                                                      *others)}
     for game in range(args.games):
         session = GameSession(engine, (decks[game % 4], decks[(game + 1) % 4]), seed=100 + game)
         while (decision := session.next_decision()) is not None:
