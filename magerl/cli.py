@@ -198,6 +198,9 @@ def _add_services(sub: Any) -> None:
     learner.add_argument("--keep-checkpoints", type=int, default=3)
     learner.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda[:N]")
     learner.add_argument("--lr", type=float, default=3e-4)
+    learner.add_argument("--gae-lambda", type=float, default=None,
+                         help="GAE lambda, 0 to 1: 1 credits every decision with its game's result, lower trusts the "
+                         "value head for nearer credit (default 0.95)")
     learner.add_argument("--seed", type=int, default=0)
     learner.add_argument("--init-from", metavar="PATH", default=None,
                          help="start from this checkpoint's weights (e.g. a behaviour-cloned policy, or 'default' "
@@ -242,6 +245,7 @@ def _add_services(sub: Any) -> None:
     train.add_argument("--resume", action="store_true", help="continue the run folder's newest checkpoint")
     train.add_argument("--max-samples-per-batch", type=int, default=None)
     train.add_argument("--lr", type=float, default=None, help="the learner's learning rate (default: magerl learner's)")
+    train.add_argument("--gae-lambda", type=float, default=None, help="the learner's GAE lambda (default: magerl learner's)")
     train.add_argument("--checkpoint-every", type=int, default=10)
     train.add_argument("--eval-every", type=int, default=20, help="updates between evaluations (default 20)")
     train.add_argument("--eval-games", type=int, default=8, help="games per opponent per evaluation (default 8)")
@@ -263,12 +267,14 @@ def cmd_learner(args: argparse.Namespace) -> int:
         cap = args.max_samples_per_batch or max_samples_per_batch(512)
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
+    if args.gae_lambda is not None and not 0.0 <= args.gae_lambda <= 1.0:
+        raise UsageError(f"--gae-lambda must be between 0 and 1, not {args.gae_lambda}")
     config = LearnerConfig(
         checkpoint_dir=Path(args.checkpoint_dir),
         episodes_address=f"tcp://{args.bind_host}:{args.episodes_port}",
         weights_address=f"tcp://{args.bind_host}:{args.weights_port}",
         model=ModelConfig(args.d_model, args.layers, args.heads),
-        ppo=PPOConfig(lr=args.lr),
+        ppo=PPOConfig(lr=args.lr, gae_lambda=PPOConfig.gae_lambda if args.gae_lambda is None else args.gae_lambda),
         max_samples_per_batch=cap,
         checkpoint_every=args.checkpoint_every,
         keep_checkpoints=args.keep_checkpoints,
@@ -377,6 +383,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     learner = [*model, "--checkpoint-every", str(args.checkpoint_every)]
     if args.lr is not None:
         learner += ["--lr", str(args.lr)]
+    if args.gae_lambda is not None:
+        learner += ["--gae-lambda", str(args.gae_lambda)]
     if args.init_from:
         from magerl.learner.checkpoint import find
 

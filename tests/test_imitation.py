@@ -227,9 +227,10 @@ def test_train_hands_its_learner_the_start_and_learning_rate(tmp_path, monkeypat
     monkeypatch.setattr(magerl.train, "Trainer", lambda options: started.append(options) or type(
         "Started", (), {"run": staticmethod(lambda: 0)}))
     assert main(["train", "--run-dir", str(tmp_path / "run"), "--updates", "1", "--init-from", "default",
-                 "--lr", "5e-05"]) == 0
+                 "--lr", "5e-05", "--gae-lambda", "0.9"]) == 0
     learner = build_parser().parse_args(["learner", *started[0].learner_args])
-    assert learner.lr == 5e-05 and learner.init_from == "default"
+    assert learner.lr == 5e-05 and learner.gae_lambda == 0.9 and learner.init_from == "default"
+    assert main(["learner", "--checkpoint-dir", str(tmp_path / "ckpt"), "--gae-lambda", "1.5"]) == 2
 
 
 def test_holdout_split_names_the_games_fit_holds_out() -> None:

@@ -175,3 +175,33 @@ def test_learner_starts_from_another_checkpoint(tmp_path, tm) -> None:
         assert learner.updates == 0
     finally:
         close(learner)
+
+
+def test_gae_credits_each_decision_with_the_value_change_after_it() -> None:
+    """lambda 1 is the game's result minus the value; lambda 0 the next value's change alone."""
+    from magerl.learner.ppo import gae, make_batch
+
+    values = np.array([0.0, 0.5, -0.5], np.float32)
+    np.testing.assert_allclose(gae(values, 1.0, 1.0), [1.0, 0.5, 1.5])
+    np.testing.assert_allclose(gae(values, 1.0, 0.0), [0.5, -1.0, 1.5])
+    np.testing.assert_allclose(gae(values, 1.0, 0.5), [0.5 + 0.5 * (-1.0 + 0.5 * 1.5), -1.0 + 0.5 * 1.5, 1.5])
+    episode = synthetic_episode(np.random.default_rng(0), steps=3, objects=2, candidates=2)
+    episode.arrays["values"] = values
+    for lam in (1.0, 0.5):  # the value head's targets are lambda-returns: advantage + value
+        batch = make_batch([episode], lam)
+        np.testing.assert_allclose(batch.returns, gae(values, episode.reward, lam) + values, rtol=1e-6)
+
+
+def test_a_split_episode_bootstraps_from_the_value_where_it_was_cut() -> None:
+    """The learner cuts episodes to fill a batch; with GAE the first part must not end on the game's result."""
+    from magerl.learner.ppo import gae, make_batch
+
+    episode = synthetic_episode(np.random.default_rng(0), steps=6, objects=2, candidates=2)
+    episode.arrays["values"] = np.linspace(-0.5, 0.5, 6, dtype=np.float32)
+    head, tail = episode.split(4)
+    assert head.bootstrap == pytest.approx(episode.arrays["values"][4]) and tail.bootstrap is None
+    whole = gae(episode.arrays["values"], episode.reward, 0.0)
+    parts = make_batch([head, tail], 0.0)
+    np.testing.assert_allclose(parts.returns, whole + episode.arrays["values"], rtol=1e-6)
+    monte_carlo = make_batch([head, tail], 1.0)  # lambda 1: every decision's target is the result
+    np.testing.assert_allclose(monte_carlo.returns, np.full(6, episode.reward), rtol=1e-6)

@@ -2,8 +2,11 @@
 
 Workers act with a policy a few versions old; the importance ratio between the current
 policy and the one that acted corrects for it (clipped, as in PPO/APPO). Rewards are
-terminal (+1 win, -1 loss), so each decision's return is its episode's result and its
-advantage is that result minus the behaviour policy's value estimate.
+terminal (+1 win, -1 loss). With `gae_lambda` 1 each decision's advantage is its
+episode's result minus the behaviour policy's value estimate: every decision of a game
+shares its result, whatever it did. Below 1 (GAE, Schulman et al. 2016) a decision is
+credited mostly with the change in value over the next few decisions, which gives each
+decision its own signal at the price of trusting the value head.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ class PPOConfig:
     clip: float = 0.2
     value_coef: float = 0.5
     entropy_coef: float = 0.01
+    gae_lambda: float = 0.95
     epochs: int = 2
     max_grad_norm: float = 1.0
 
@@ -44,11 +48,33 @@ class Batch:
         return len(self.actions)
 
 
-def make_batch(episodes: list[Episode]) -> Batch:
+def gae(values: np.ndarray, end: float, lam: float) -> np.ndarray:
+    """Generalised advantage estimates of one episode with a terminal reward and no discount.
+
+    The TD errors are the value's change from one decision to the next, and `end` (the
+    reward, or the value where a split cut the game) minus the last value; each advantage
+    sums the ones from its decision on, weighted lam**k. With lam 1 they telescope to
+    `end - values`.
+    """
+    deltas = np.append(values[1:], np.float32(end)) - values
+    advantages = np.empty_like(deltas)
+    running = 0.0
+    for t in range(len(deltas) - 1, -1, -1):
+        running = deltas[t] + lam * running
+        advantages[t] = running
+    return advantages
+
+
+def make_batch(episodes: list[Episode], gae_lambda: float = 1.0) -> Batch:
+    """A training batch; `returns` are the value head's targets (lambda-returns)."""
     inputs = {k: np.concatenate([e.arrays[k] for e in episodes]) for k in RAGGED_KEYS}
-    returns = np.concatenate([np.full(e.length, e.reward, np.float32) for e in episodes])
     values = np.concatenate([e.arrays["values"] for e in episodes])
-    advantages = returns - values
+    if gae_lambda == 1.0:
+        advantages = np.concatenate([np.full(e.length, e.reward, np.float32) for e in episodes]) - values
+    else:
+        advantages = np.concatenate([gae(e.arrays["values"], e.reward if e.bootstrap is None else e.bootstrap,
+                                          gae_lambda) for e in episodes])
+    returns = (advantages + values).astype(np.float32)
     advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-6)
     return Batch(
         inputs=inputs,

@@ -37,20 +37,25 @@ class Episode:
     arrays: dict[str, np.ndarray]
     reward: float  # +1 win, -1 loss, 0 draw or aborted
     meta: dict[str, Any] = field(default_factory=dict)
+    # the value estimate at the decision after the last one, where a split cut the game
+    # (GAE bootstraps from it); None when the episode runs to the game's end
+    bootstrap: float | None = None
 
     @property
     def length(self) -> int:
         return int(len(self.arrays["actions"]))
 
     def split(self, steps: int) -> tuple["Episode", "Episode"]:
-        """The first `steps` decisions and the rest, as two episodes with the same result."""
+        """The first `steps` decisions and the rest, as two episodes with the same result;
+        the first bootstraps from the value at the rest's first decision."""
         a = self.arrays
         objects, candidates = int(a["object_counts"][:steps].sum()), int(a["candidate_counts"][:steps].sum())
         head, tail = {}, {}
         for name, array in a.items():
             cut = objects if name in ("objects", "names") else candidates if name in CANDIDATE_ROWS else steps
             head[name], tail[name] = array[:cut], array[cut:]
-        return Episode(head, self.reward, self.meta), Episode(tail, self.reward, self.meta)
+        return (Episode(head, self.reward, self.meta, float(tail["values"][0])),
+                Episode(tail, self.reward, self.meta, self.bootstrap))
 
     def to_bytes(self) -> bytes:
         return encode_message("episode", {**self.meta, "reward": self.reward}, self.arrays)
