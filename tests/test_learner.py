@@ -205,3 +205,15 @@ def test_a_split_episode_bootstraps_from_the_value_where_it_was_cut() -> None:
     np.testing.assert_allclose(parts.returns, whole + episode.arrays["values"], rtol=1e-6)
     monte_carlo = make_batch([head, tail], 1.0)  # lambda 1: every decision's target is the result
     np.testing.assert_allclose(monte_carlo.returns, np.full(6, episode.reward), rtol=1e-6)
+
+
+def test_updates_log_the_training_games_results_by_opponent() -> None:
+    """A game cut across two batches counts once, in the batch that holds its end."""
+    from magerl.learner.server import results_by_opponent
+    rng = np.random.default_rng(0)
+    won, lost, cut = (synthetic_episode(rng, steps=4, objects=2, candidates=2) for _ in range(3))
+    won.reward, lost.reward, cut.reward = 1.0, -1.0, 1.0
+    lost.meta = {**lost.meta, "opponent": "engine:easy"}
+    head, tail = cut.split(2)
+    assert results_by_opponent([won, lost, head]) == {"synthetic": [1, 1], "engine:easy": [0, 1]}
+    assert results_by_opponent([tail]) == {"synthetic": [1, 1]}

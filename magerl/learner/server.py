@@ -97,6 +97,21 @@ class Inbox:
         return len(self._items) >= self._capacity
 
 
+def results_by_opponent(episodes: list[Episode]) -> dict[str, list[int]]:
+    """[wins, games] per opponent of the games whose last decision is in this batch.
+
+    The training games' win rate, logged with each update: thousands of games against
+    the workers' own mix, with the policy that sampled them, cheaper than any evaluation.
+    """
+    results: dict[str, list[int]] = {}
+    for episode in episodes:
+        if episode.bootstrap is None:  # the game ends here, not in a later batch
+            tally = results.setdefault(str(episode.meta.get("opponent")), [0, 0])
+            tally[0] += episode.reward > 0
+            tally[1] += 1
+    return results
+
+
 class Learner:
     def __init__(self, config: LearnerConfig, tm: telemetry.Telemetry) -> None:
         self.config = config
@@ -201,7 +216,7 @@ class Learner:
         self.metrics.set_policy_lag(lag)
         self.publish()
         self.log.info("update", updates=self.updates, samples=len(batch), loss=round(loss, 5), policy_lag=round(lag, 2),
-                      **{k: round(v, 5) for k, v in stats.items()})
+                      results=results_by_opponent(episodes), **{k: round(v, 5) for k, v in stats.items()})
         if self.updates % self.config.checkpoint_every == 0:
             self.save()
 
