@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -206,6 +207,19 @@ class Trainer:
                     totals[key] = totals.get(key, 0.0) + value
         return totals
 
+    def _training_results(self, window: int | None = None) -> dict[str, list[int]]:
+        """[wins, games] per opponent of the training games (the learner's update events),
+        the latest `window` games or so of each, or all of them."""
+        learner = next(c for c in self.children if c.name == "learner")
+        tallies: dict[str, list[int]] = {}
+        for entry in reversed(learner.history):
+            for opponent, (wins, games) in (entry.get("results") or {}).items():
+                tally = tallies.setdefault(opponent, [0, 0])
+                if window is None or tally[1] < window:
+                    tally[0] += wins
+                    tally[1] += games
+        return tallies
+
     def _show(self, elapsed: float) -> None:
         m = self.final = self._gather()
         episodes = m.get("mage_episodes_completed_total", 0)
@@ -217,8 +231,13 @@ class Trainer:
             f"policy v{m.get('learner:mage_policy_version', 0):.0f} workers v{min(worker_versions, default=-1):.0f} "
             f"lag {m.get('learner:mage_policy_lag_versions', 0):.1f}  win {win or '-'}"
         )
+        played = " ".join(f"{name} {wins / games:.0%}" for name, (wins, games) in sorted(self._training_results(200).items())
+                          if games)
+        if played:
+            line += f"  training games (last 200) {played}"
         if sys.stdout.isatty():
-            print("\r" + line[:160].ljust(160), end="", flush=True)
+            width = shutil.get_terminal_size().columns - 1
+            print("\r" + line[:width].ljust(width), end="", flush=True)
         elif int(elapsed) % 20 < 2:
             print(line, flush=True)
 
@@ -228,6 +247,8 @@ class Trainer:
         updates = learner.events.get("learner_stopped", {}).get("updates", m.get("mage_training_updates_total", 0))
         print(f"done in {elapsed:.0f} s: {updates:.0f} updates, "
               f"{m.get('mage_episodes_completed_total', 0):.0f} episodes; last checkpoint {saved.get('path', 'none')}")
+        for name, (wins, games) in sorted(self._training_results().items()):
+            print(f"training games vs {name}: {wins}/{games} wins ({wins / max(games, 1):.1%})")
         evaluations = [c.events.get("evaluation") for c in self.children if c.name == "evaluator"]
         for entry in evaluations:
             if entry:

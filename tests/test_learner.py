@@ -217,3 +217,16 @@ def test_updates_log_the_training_games_results_by_opponent() -> None:
     head, tail = cut.split(2)
     assert results_by_opponent([won, lost, head]) == {"synthetic": [1, 1], "engine:easy": [0, 1]}
     assert results_by_opponent([tail]) == {"synthetic": [1, 1]}
+
+
+def test_train_view_tallies_the_training_games_from_the_update_events(tmp_path) -> None:
+    from magerl.train import Child, Trainer, TrainOptions
+
+    trainer = Trainer(TrainOptions(run_dir=tmp_path))
+    learner = Child("learner", [], tmp_path / "learner.log")
+    learner.history = [{"event": "learner_ready"},
+                       *({"event": "update", "results": {"engine:easy": [w, 2]}} for w in (0, 0, 1, 2, 2)),
+                       {"event": "update", "results": {}}, {"event": "checkpoint_saved"}]
+    trainer.children = [learner]
+    assert trainer._training_results() == {"engine:easy": [5, 10]}
+    assert trainer._training_results(window=4) == {"engine:easy": [4, 4]}  # the newest games first
