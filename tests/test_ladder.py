@@ -58,7 +58,10 @@ def test_ladder_report(tmp_path, cards, decks) -> None:
 
 def test_training_of_a_self_play_checkpoint(tmp_path) -> None:
     path = checkpoint.save(tmp_path / "run", 40, PolicyNet(SMALL), None, {"version": 40, "samples": 9000})
-    assert training_of(path) == {"episodes": None, "seconds": None, "updates": 40, "method": "self-play"}
+    training = training_of(path)
+    assert training == {"episodes": None, "seconds": None, "updates": 40, "method": "self-play"}
+    report = {"checkpoint": "run", "decision_rule": "sample", "training": training, "opponents": {}}
+    assert "self-play, 40 updates, episodes not recorded, training compute not recorded" in format_ladder(report)
 
 
 def magerl(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:

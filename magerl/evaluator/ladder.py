@@ -96,8 +96,11 @@ def run_ladder(cards: CardDatabase, decks: list[Deck], checkpoint: Path, *, oppo
 
 def format_ladder(report: dict[str, Any]) -> str:
     training = report["training"]
-    lines = [f"{report['checkpoint']} ({report['decision_rule']}): {training['method']}, "
-             f"{training['episodes']} episodes, {(training['seconds'] or 0) / 3600:.2f} h of training compute",
+    amount = (f"{training['episodes']} episodes" if training["episodes"] is not None
+              else f"{training.get('updates')} updates, episodes not recorded")
+    compute = ("training compute not recorded" if training["seconds"] is None
+               else f"{training['seconds'] / 3600:.2f} h of training compute")
+    lines = [f"{report['checkpoint']} ({report['decision_rule']}): {training['method']}, {amount}, {compute}",
              f"{'opponent':<18}{'games':>6}{'aborted':>8}   win rate  95% CI         target   ms/decision (policy / opponent)"]
     for name, e in report["opponents"].items():
         rate = "   -" if e["win_rate"] is None else f"{e['win_rate']:6.1%}  [{e['ci95'][0]:.1%}, {e['ci95'][1]:.1%}]"
