@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from magerl import telemetry
+from magerl.evaluator.ladder import training_of
 from magerl.learner import checkpoint
 from magerl.learner.server import Learner, LearnerConfig
 from magerl.model.network import ModelConfig, PolicyNet
@@ -64,7 +65,8 @@ def test_update_sets_real_metrics_and_checkpoints(tmp_path, tm) -> None:
         close(learner)
     resumed = make_learner(tmp_path, tm)
     try:
-        assert resumed.updates == 2 and resumed.samples == 140
+        assert resumed.updates == 2 and resumed.samples == 140 and resumed.episodes == 4
+        assert resumed.seconds_before > 0 and resumed.init_from is None
         for k, v in resumed.model.state_dict().items():
             torch.testing.assert_close(v, learner.model.state_dict()[k])
         assert resumed.optimizer.state_dict()["state"], "optimizer state resumed"
@@ -173,8 +175,17 @@ def test_learner_starts_from_another_checkpoint(tmp_path, tm) -> None:
         assert learner.model.config == start.config  # its size wins over the configured one
         assert all(torch.equal(v, start.state_dict()[k]) for k, v in learner.model.state_dict().items())
         assert learner.updates == 0
+        learner.save()  # its checkpoints say where it started: the ladder names it
     finally:
         close(learner)
+    saved = checkpoint.list_checkpoints(tmp_path / "ckpt")[-1]
+    start_path = str(checkpoint.list_checkpoints(tmp_path / "bc")[-1])
+    assert training_of(saved)["method"] == f"PPO from {start_path}"
+    resumed = make_learner(tmp_path, tm, init_from=str(tmp_path / "elsewhere"))
+    try:
+        assert resumed.init_from == start_path
+    finally:
+        close(resumed)
 
 
 def test_gae_credits_each_decision_with_the_value_change_after_it() -> None:

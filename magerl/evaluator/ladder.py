@@ -37,7 +37,7 @@ def training_of(checkpoint_path: Path) -> dict[str, Any]:
         "episodes": compute.get("episodes", state.get("episodes")),
         "seconds": compute.get("seconds", state.get("seconds")),
         "updates": state.get("updates"),
-        "method": recipe.get("method", "self-play"),
+        "method": recipe.get("method") or (f"PPO from {state['init_from']}" if state.get("init_from") else "self-play"),
     }
 
 

@@ -125,6 +125,11 @@ class Learner:
         self.rng = np.random.default_rng(config.seed)
         self.updates = 0
         self.samples = 0
+        # what the checkpoints' training cost, kept across resumes (the ladder reports it)
+        self.episodes = 0  # games' episodes trained on to their end
+        self.seconds_before = 0.0  # the learner's running time before this process
+        self.started = time.monotonic()
+        self.init_from: str | None = None
         resumed, problems = checkpoint.load_latest(config.checkpoint_dir)
         for problem in problems:
             self.log.error("checkpoint_skipped", kind="corrupt", component="checkpoint", detail=problem)
@@ -133,7 +138,8 @@ class Learner:
         elif config.init_from:
             start = checkpoint.find(config.init_from)
             model = start.model
-            self.log.info("initialised", checkpoint=str(start.path))
+            self.init_from = str(start.path)
+            self.log.info("initialised", checkpoint=self.init_from)
         else:
             model = PolicyNet(config.model)
         self.model = model.to(self.device)
@@ -143,6 +149,9 @@ class Learner:
                 self.optimizer.load_state_dict(resumed.optimizer)
             self.updates = int(resumed.state["updates"])
             self.samples = int(resumed.state.get("samples", 0))
+            self.episodes = int(resumed.state.get("episodes", 0))
+            self.seconds_before = float(resumed.state.get("seconds", 0.0))
+            self.init_from = resumed.state.get("init_from")
             self.log.info("resumed", checkpoint=str(resumed.path), updates=self.updates)
         self.model_config = self.model.config
         self.inbox = Inbox(config.inbox_episodes)
@@ -193,7 +202,9 @@ class Learner:
         try:
             path = checkpoint.save(
                 self.config.checkpoint_dir, self.updates, self.model, self.optimizer,
-                {"version": self.version, "samples": self.samples}, keep=self.config.keep_checkpoints,
+                {"version": self.version, "samples": self.samples, "episodes": self.episodes,
+                 "seconds": round(self.seconds_before + time.monotonic() - self.started, 1), "init_from": self.init_from},
+                keep=self.config.keep_checkpoints,
             )
         except OSError as exc:
             self.log.error("checkpoint_failed", kind="write_failed", component="checkpoint", exc=exc)
@@ -212,6 +223,7 @@ class Learner:
             return
         self.updates += 1
         self.samples += len(batch)
+        self.episodes += sum(e.bootstrap is None for e in episodes)
         self.metrics.record_training_batch(len(batch), loss)
         self.metrics.set_policy_lag(lag)
         self.publish()
