@@ -110,7 +110,7 @@ def test_network_handles_boards_with_few_objects(n_objects) -> None:
     logits, values = model(to_tensors(single(e)))  # and the numpy forward sees the same board
     np_logits, np_value = NumpyPolicy(model)(single(e))
     np.testing.assert_allclose(np_logits, logits[0].detach().numpy(), rtol=1e-4, atol=1e-5)
-    assert np_value == pytest.approx(float(values[0]), abs=1e-5)
+    assert np_value == pytest.approx(float(values[0].detach()), abs=1e-5)
 
 
 @pytest.mark.parametrize("which", ["shipped", "untrained"])
