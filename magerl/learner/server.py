@@ -223,12 +223,13 @@ class Learner:
             return
         self.updates += 1
         self.samples += len(batch)
-        self.episodes += sum(e.bootstrap is None for e in episodes)
+        results = results_by_opponent(episodes)
+        self.episodes += sum(games for _, games in results.values())
         self.metrics.record_training_batch(len(batch), loss)
         self.metrics.set_policy_lag(lag)
         self.publish()
         self.log.info("update", updates=self.updates, samples=len(batch), loss=round(loss, 5), policy_lag=round(lag, 2),
-                      results=results_by_opponent(episodes), **{k: round(v, 5) for k, v in stats.items()})
+                      results=results, **{k: round(v, 5) for k, v in stats.items()})
         if self.updates % self.config.checkpoint_every == 0:
             self.save()
 
