@@ -188,6 +188,40 @@ def test_learner_starts_from_another_checkpoint(tmp_path, tm) -> None:
         close(resumed)
 
 
+def test_a_fine_tuned_policy_carries_its_starting_points_recipe_and_cost(tmp_path, tm) -> None:
+    """A clone fine-tuned with PPO: its checkpoints add the run's games and time to the clone's,
+    keep the clone's recipe, and tally the training games, across a resume."""
+    bc_recipe = {"method": "behaviour cloning", "teacher": ["engine:medium"], "compute": {"episodes": 100, "seconds": 1000.0}}
+    checkpoint.save(tmp_path / "bc", 0, PolicyNet(SMALL), None, {"version": 0, "recipe": bc_recipe})
+    rng = np.random.default_rng(0)
+
+    first, second = ([synthetic_episode(rng, steps=20) for _ in range(n)] for n in (3, 2))
+    won = [sum(e.reward > 0 for e in batch) for batch in (first, second)]
+
+    learner = make_learner(tmp_path, tm, init_from=str(tmp_path / "bc"))
+    try:
+        learner.train_step(first, batch_size=60)
+        learner.save()
+    finally:
+        close(learner)
+    recipe = checkpoint.load_latest(tmp_path / "ckpt")[0].state["recipe"]
+    assert recipe["base"]["recipe"] == bc_recipe and recipe["training_games"] == {"synthetic": [won[0], 3]}
+    assert recipe["ppo"]["lr"] == learner.config.ppo.lr and recipe["ppo"]["gae_lambda"] == learner.config.ppo.gae_lambda
+    resumed = make_learner(tmp_path, tm)
+    try:
+        resumed.train_step(second, batch_size=40)
+        resumed.save()
+    finally:
+        close(resumed)
+    saved = checkpoint.list_checkpoints(tmp_path / "ckpt")[0]
+    recipe = checkpoint.load_latest(tmp_path / "ckpt")[0].state["recipe"]
+    assert recipe["base"]["recipe"] == bc_recipe and recipe["training_games"] == {"synthetic": [sum(won), 5]}
+    training = training_of(saved)
+    assert training["method"] == "PPO from behaviour cloning" and training["episodes"] == 105
+    assert training["seconds"] == pytest.approx(1000.0 + recipe["compute"]["ppo_seconds"], abs=0.2)
+    assert recipe["compute"]["ppo_seconds"] > 0
+
+
 def test_gae_credits_each_decision_with_the_value_change_after_it() -> None:
     """lambda 1 is the game's result minus the value; lambda 0 the next value's change alone."""
     from magerl.learner.ppo import gae, make_batch

@@ -11,11 +11,12 @@ checkpoint; workers reconnect by themselves.
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -130,6 +131,9 @@ class Learner:
         self.seconds_before = 0.0  # the learner's running time before this process
         self.started = time.monotonic()
         self.init_from: str | None = None
+        self.base_recipe: dict[str, Any] | None = None  # the recipe of the checkpoint it started from
+        self.training_games: dict[str, list[int]] = {}  # [wins, games] per opponent, across resumes
+        self.batch_size: int | None = None  # planned when it runs
         resumed, problems = checkpoint.load_latest(config.checkpoint_dir)
         for problem in problems:
             self.log.error("checkpoint_skipped", kind="corrupt", component="checkpoint", detail=problem)
@@ -139,6 +143,7 @@ class Learner:
             start = checkpoint.find(config.init_from)
             model = start.model
             self.init_from = str(start.path)
+            self.base_recipe = start.state.get("recipe")
             self.log.info("initialised", checkpoint=self.init_from)
         else:
             model = PolicyNet(config.model)
@@ -152,6 +157,9 @@ class Learner:
             self.episodes = int(resumed.state.get("episodes", 0))
             self.seconds_before = float(resumed.state.get("seconds", 0.0))
             self.init_from = resumed.state.get("init_from")
+            recipe = resumed.state.get("recipe") or {}
+            self.base_recipe = (recipe.get("base") or {}).get("recipe")
+            self.training_games = recipe.get("training_games") or {}
             self.log.info("resumed", checkpoint=str(resumed.path), updates=self.updates)
         self.model_config = self.model.config
         self.inbox = Inbox(config.inbox_episodes)
@@ -198,12 +206,35 @@ class Learner:
         self.publisher.publish(weights_to_bytes(self.version, self.model_config, self.model))
         self.metrics.set_policy_version(self.version)
 
+    def recipe(self, seconds: float) -> dict[str, Any]:
+        """How this policy was made and what it cost, its starting point's cost included.
+
+        The same shape as `imitate fit`'s recipe: the ladder reads `method` and `compute`,
+        and `base` holds the recipe of the checkpoint the run started from, so a policy
+        fine-tuned from a clone carries the clone's teachers and cost with its own.
+        """
+        base = self.base_recipe or {}
+        before = base.get("compute") or {}
+        recipe: dict[str, Any] = {
+            "method": "self-play" if self.init_from is None else f"PPO from {base.get('method') or self.init_from}",
+            "ppo": {**asdict(self.config.ppo), "batch": self.batch_size, "minibatch": self.config.minibatch},
+            "training_games": self.training_games,
+            "compute": {"episodes": self.episodes + (before.get("episodes") or 0),
+                        "seconds": round(seconds + (before.get("seconds") or 0), 1),
+                        "ppo_episodes": self.episodes, "ppo_seconds": seconds,
+                        "cpu_cores": os.cpu_count(), "device": str(self.device)},
+        }
+        if self.init_from is not None:
+            recipe["base"] = {"checkpoint": self.init_from, "recipe": self.base_recipe}
+        return recipe
+
     def save(self) -> None:
+        seconds = round(self.seconds_before + time.monotonic() - self.started, 1)
         try:
             path = checkpoint.save(
                 self.config.checkpoint_dir, self.updates, self.model, self.optimizer,
-                {"version": self.version, "samples": self.samples, "episodes": self.episodes,
-                 "seconds": round(self.seconds_before + time.monotonic() - self.started, 1), "init_from": self.init_from},
+                {"version": self.version, "samples": self.samples, "episodes": self.episodes, "seconds": seconds,
+                 "init_from": self.init_from, "recipe": self.recipe(seconds)},
                 keep=self.config.keep_checkpoints,
             )
         except OSError as exc:
@@ -225,6 +256,10 @@ class Learner:
         self.samples += len(batch)
         results = results_by_opponent(episodes)
         self.episodes += sum(games for _, games in results.values())
+        for opponent, (wins, games) in results.items():
+            tally = self.training_games.setdefault(opponent, [0, 0])
+            tally[0] += int(wins)
+            tally[1] += int(games)
         self.metrics.record_training_batch(len(batch), loss)
         self.metrics.set_policy_lag(lag)
         self.publish()
@@ -235,6 +270,7 @@ class Learner:
 
     def run(self) -> None:
         plan = plan_batch_size(self.model, self.device, self.config.max_samples_per_batch)
+        self.batch_size = plan.optimal
         self.metrics.set_optimal_batch_size(plan.optimal)
         self.log.info("batch_size_planned", optimal=plan.optimal, bytes_per_sample=round(plan.bytes_per_sample),
                       budget_bytes=round(plan.budget_bytes), device=plan.device)
