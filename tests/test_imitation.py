@@ -199,12 +199,19 @@ def test_shipped_policy_loads_with_its_recipe(engine, decks) -> None:
     ckpt = checkpoint.find("default")
     assert ckpt.path == checkpoint.shipped_policy()
     assert (ckpt.path / "model.safetensors").stat().st_size < 4 * 2**20  # small enough to ship in the package
-    recipe = ckpt.state["recipe"]
-    assert recipe["method"] == "behaviour cloning" and recipe["teacher"] == ["engine:hard", "engine:medium"]
-    assert recipe["compute"]["episodes"] == sum(r["episodes"] for r in recipe["recordings"]) > 0
-    assert recipe["compute"]["record_seconds"] == pytest.approx(sum(r["seconds"] for r in recipe["recordings"]), abs=0.2)
-    assert recipe["compute"]["seconds"] == pytest.approx(recipe["compute"]["record_seconds"] + recipe["compute"]["fit_seconds"], abs=0.2)
+    recipe = ckpt.state["recipe"]  # PPO fine-tuning of a clone: its own cost plus the clone's
+    assert recipe["method"] == "PPO from behaviour cloning" and recipe["ppo"]["gae_lambda"] == 0.95
+    clone = recipe["base"]["recipe"]
+    assert clone["method"] == "behaviour cloning" and clone["teacher"] == ["engine:hard", "engine:medium"]
+    assert clone["compute"]["episodes"] == sum(r["episodes"] for r in clone["recordings"]) > 0
+    assert clone["compute"]["record_seconds"] == pytest.approx(sum(r["seconds"] for r in clone["recordings"]), abs=0.2)
+    assert clone["compute"]["seconds"] == pytest.approx(clone["compute"]["record_seconds"] + clone["compute"]["fit_seconds"], abs=0.2)
+    compute = recipe["compute"]
+    assert compute["episodes"] == clone["compute"]["episodes"] + compute["ppo_episodes"] == ckpt.state["episodes"] + clone["compute"]["episodes"]
+    assert compute["seconds"] == pytest.approx(clone["compute"]["seconds"] + compute["ppo_seconds"], abs=0.2)
+    assert 0 < sum(games for _, games in recipe["training_games"].values()) <= compute["ppo_episodes"]
     assert any(c.startswith("magerl imitate fit") for c in recipe["commands"])
+    assert any(c.startswith("magerl train") and "--init-from default" in c for c in recipe["commands"])
     agent = make_agent("policy:default", seed=0)
     session = GameSession(engine, (decks["white-weenie"].cards(), decks["green-stompy"].cards()), seed=1)
     decision = session.next_decision()
