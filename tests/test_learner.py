@@ -220,6 +220,13 @@ def test_a_fine_tuned_policy_carries_its_starting_points_recipe_and_cost(tmp_pat
     assert training["method"] == "PPO from behaviour cloning" and training["episodes"] == 105
     assert training["seconds"] == pytest.approx(1000.0 + recipe["compute"]["ppo_seconds"], abs=0.2)
     assert recipe["compute"]["ppo_seconds"] > 0
+    again = make_learner(tmp_path / "again", tm, init_from=str(tmp_path / "ckpt"))  # PPO from a PPO checkpoint
+    try:
+        again.save()
+    finally:
+        close(again)
+    chained = training_of(checkpoint.list_checkpoints(tmp_path / "again" / "ckpt")[0])
+    assert chained["method"] == "PPO from behaviour cloning" and chained["episodes"] == 105
 
 
 def test_gae_credits_each_decision_with_the_value_change_after_it() -> None:

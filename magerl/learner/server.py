@@ -216,7 +216,7 @@ class Learner:
         base = self.base_recipe or {}
         before = base.get("compute") or {}
         recipe: dict[str, Any] = {
-            "method": "self-play" if self.init_from is None else f"PPO from {base.get('method') or self.init_from}",
+            "method": self.method(),
             "ppo": {**asdict(self.config.ppo), "batch": self.batch_size, "minibatch": self.config.minibatch},
             "training_games": self.training_games,
             "compute": {"episodes": self.episodes + (before.get("episodes") or 0),
@@ -227,6 +227,15 @@ class Learner:
         if self.init_from is not None:
             recipe["base"] = {"checkpoint": self.init_from, "recipe": self.base_recipe}
         return recipe
+
+    def method(self) -> str:
+        """'self-play', or 'PPO from' what the start was made by (a chain of PPO runs stays 'PPO from' its root)."""
+        if self.init_from is None:
+            return "self-play"
+        before = (self.base_recipe or {}).get("method")
+        if before is None:
+            return f"PPO from {self.init_from}"
+        return before if before.startswith("PPO from") else f"PPO from {before}"
 
     def save(self) -> None:
         seconds = round(self.seconds_before + time.monotonic() - self.started, 1)
