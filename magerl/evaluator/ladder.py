@@ -29,15 +29,15 @@ DEFAULT_SEED = 20_000  # training recipes play seeds below this
 
 
 def training_of(checkpoint_path: Path) -> dict[str, Any]:
-    """What a checkpoint's training cost: episodes and seconds, from its state.json."""
+    """What a checkpoint's training cost: episodes and seconds, from the recipe in its state.json."""
     state = json.loads((checkpoint_path / "state.json").read_text())
     recipe = state.get("recipe") or {}
     compute = recipe.get("compute") or {}
     return {
-        "episodes": compute.get("episodes", state.get("episodes")),
-        "seconds": compute.get("seconds", state.get("seconds")),
+        "episodes": compute.get("episodes"),
+        "seconds": compute.get("seconds"),
         "updates": state.get("updates"),
-        "method": recipe.get("method") or (f"PPO from {state['init_from']}" if state.get("init_from") else "self-play"),
+        "method": recipe.get("method", "self-play"),
     }
 
 
