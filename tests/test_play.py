@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 
 import pytest
@@ -76,6 +79,42 @@ def test_cli_play_text_and_usage_errors() -> None:
     assert magerl("play", "--agent", "random").returncode == 2
     bad = magerl("play", "--agent", "random", "--agent", "engine:godlike", "--games", "1")
     assert bad.returncode == 2 and "unknown difficulty" in bad.stderr
+
+
+def _children(pid: int) -> list[int]:
+    """Live child processes of `pid`, from /proc."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = open(f"/proc/{entry}/stat").read()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry))
+    return found
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads child processes from /proc")
+def test_an_interrupt_to_the_main_process_alone_stops_a_match_with_games_queued() -> None:
+    """`kill -INT` (or a supervisor) reaches only the main process: the queued games are dropped,
+    not played to the end before the stop goes through."""
+    proc = subprocess.Popen([sys.executable, "-m", "magerl.cli", "play", "--agent", "random", "--agent", "random",
+                             "--games", "400", "--jobs", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    deadline = time.monotonic() + 120
+    while len(_children(proc.pid)) < 3:  # the resource tracker and two game processes
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.poll() else "timeout"
+        time.sleep(0.2)
+    time.sleep(2)  # games in play
+    proc.send_signal(signal.SIGINT)
+    try:
+        _, stderr = proc.communicate(timeout=90)  # the games in play finish; 400 would take many minutes
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # the game processes too: they hold the pipes open
+        proc.communicate()
+        pytest.fail("the match went on playing its queued games after the interrupt")
+    assert proc.returncode == 130 and "interrupted" in stderr
 
 
 def test_every_help_text_renders() -> None:

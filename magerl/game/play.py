@@ -134,10 +134,16 @@ def run_match(
                 _tick(bar, records)
         else:
             ctx = get_context("spawn")
-            with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker, initargs=init_args) as pool:
+            pool = ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker, initargs=init_args)
+            try:
                 for future in as_completed([pool.submit(_run_spec, s) for s in specs]):
                     records.append(future.result())
                     _tick(bar, records)
+            finally:
+                # On a stop (an interrupt sent to this process alone, as `kill -INT` or a supervisor
+                # does) or a failed game, drop the games not started: a plain `with` block would
+                # play every queued game before it let the stop through.
+                pool.shutdown(cancel_futures=True)
     finally:
         if bar is not None:
             bar.close()
