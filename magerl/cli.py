@@ -8,9 +8,10 @@ import os
 import signal
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 from magerl.game.agents import make_agent
 from magerl.game.cards import CARD_DB_ENV, CardDatabase, CardDataError
@@ -439,19 +440,13 @@ def cmd_imitate_record(args: argparse.Namespace) -> int:
         elif done % 10 == 0 or done == len(plan):  # not a terminal: a line now and then
             print(f"{done}/{len(plan)} games, {time.perf_counter() - start:.0f} s", flush=True)
 
-    def stop(signum: int, frame: Any) -> None:  # `kill` stops a recording as Ctrl-C does: written games stay
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, stop)
-    try:
+    with _sigterm_as_interrupt():  # written games stay
         with tqdm(total=len(plan), unit="game", dynamic_ncols=True, disable=None) as bar:
             bar = bar if not bar.disable else None
             settings = {"teacher": args.teacher, "opponents": mix, "epsilon": args.epsilon, "explore": args.explore,
                         "seed": args.seed, "decks": [d.name for d in decks]}
             totals = record(str(cards.path), [d.cards() for d in decks], plan, out, jobs=min(args.jobs, args.games),
                             progress=tick, settings=settings)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
     print(f"{out} now holds {totals['games']} games ({totals['aborted']} aborted), {totals['episodes']} episodes, "
           f"{totals['decisions']} teacher decisions, {totals['seconds']:.0f} s of recording")
     return 0
@@ -563,8 +558,9 @@ def cmd_ladder_run(args: argparse.Namespace) -> int:
             out.write_text(json.dumps(report, indent=1) + "\n")
 
     try:
-        report = run_ladder(cards, decks, path, opponents=opponents, games=args.games, seed=args.seed,
-                            jobs=min(args.jobs, args.games), greedy=args.greedy, on_opponent=save, resume=resume)
+        with _sigterm_as_interrupt():  # the opponents finished stay in --out
+            report = run_ladder(cards, decks, path, opponents=opponents, games=args.games, seed=args.seed,
+                                jobs=min(args.jobs, args.games), greedy=args.greedy, on_opponent=save, resume=resume)
     except ValueError as exc:
         raise UsageError(f"{out}: {exc}") from exc
     print(format_ladder(report))
@@ -626,10 +622,11 @@ def cmd_play(args: argparse.Namespace) -> int:
     limits = Limits(max_turns=args.max_turns, max_prompts=args.max_prompts)
     start = time.perf_counter()
     try:
-        records = run_match(
-            cards, decks, agents, games=args.games, seed=args.seed, jobs=min(args.jobs, args.games), limits=limits,
-            progress=not args.json,
-        )
+        with _sigterm_as_interrupt():
+            records = run_match(
+                cards, decks, agents, games=args.games, seed=args.seed, jobs=min(args.jobs, args.games), limits=limits,
+                progress=not args.json,
+            )
     except ValueError as exc:  # a bad agent spec
         raise UsageError(str(exc)) from exc
     report = summarize(records, agents, decks, seed=args.seed, jobs=args.jobs, seconds=time.perf_counter() - start)
@@ -687,6 +684,21 @@ def cmd_cards(args: argparse.Namespace) -> int:
     for name, parts in sorted(partial.items()):
         print(f"  {name}: {'; '.join(parts)}")
     return 0
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """`kill` (a scheduler, a container stop) stops a long command as Ctrl-C does, so it
+    keeps what it finished and its game processes stop with it rather than play on orphaned."""
+
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -81,40 +81,45 @@ def test_cli_play_text_and_usage_errors() -> None:
     assert bad.returncode == 2 and "unknown difficulty" in bad.stderr
 
 
-def _children(pid: int) -> list[int]:
-    """Live child processes of `pid`, from /proc."""
+def _processes() -> list[tuple[int, int, int]]:
+    """(pid, parent, process group) of every live process, from /proc."""
     found = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
-                stat = open(f"/proc/{entry}/stat").read()
+                state, parent, group = open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()[:3]
             except OSError:
                 continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry))
+            if state != "Z":
+                found.append((int(entry), int(parent), int(group)))
     return found
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads child processes from /proc")
-def test_an_interrupt_to_the_main_process_alone_stops_a_match_with_games_queued() -> None:
-    """`kill -INT` (or a supervisor) reaches only the main process: the queued games are dropped,
-    not played to the end before the stop goes through."""
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_stop_sent_to_the_main_process_alone_ends_a_match_and_its_game_processes(signum: int) -> None:
+    """`kill` or `kill -INT` (a scheduler, a supervisor) reaches only the main process: the queued
+    games are dropped, not played to the end first, and no game process plays on orphaned."""
     proc = subprocess.Popen([sys.executable, "-m", "magerl.cli", "play", "--agent", "random", "--agent", "random",
                              "--games", "400", "--jobs", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
     deadline = time.monotonic() + 120
-    while len(_children(proc.pid)) < 3:  # the resource tracker and two game processes
+    while sum(parent == proc.pid for _, parent, _ in _processes()) < 3:  # the resource tracker and two game processes
         assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.poll() else "timeout"
         time.sleep(0.2)
     time.sleep(2)  # games in play
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     try:
         _, stderr = proc.communicate(timeout=90)  # the games in play finish; 400 would take many minutes
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)  # the game processes too: they hold the pipes open
         proc.communicate()
-        pytest.fail("the match went on playing its queued games after the interrupt")
+        pytest.fail("the match, or its orphaned game processes, went on playing after the stop")
     assert proc.returncode == 130 and "interrupted" in stderr
+    deadline = time.monotonic() + 30
+    while left := [pid for pid, _, group in _processes() if group == proc.pid]:
+        assert time.monotonic() < deadline, f"game processes left running: {left}"
+        time.sleep(0.2)
 
 
 def test_every_help_text_renders() -> None:
