@@ -87,7 +87,8 @@ def _processes() -> list[tuple[int, int, int]]:
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
-                state, parent, group = open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()[:3]
+                with open(f"/proc/{entry}/stat") as stat:
+                    state, parent, group = stat.read().rsplit(")", 1)[1].split()[:3]
             except OSError:
                 continue
             if state != "Z":
