@@ -215,6 +215,9 @@ def _add_services(sub: Any) -> None:
     worker.add_argument("--runners", type=int, default=None,
                         help="game-runner processes (default: $NUM_GAME_RUNNERS, else CPU count - 1, at least 1)")
     worker.add_argument("--deck", action="append", metavar="DECK", help="decks to draw from (default: the standard decks)")
+    worker.add_argument("--policy-deck", action="append", metavar="DECK",
+                        help="decks the learning policy's seat draws from; the opponent's still come from --deck "
+                        "(default: those of --deck)")
     worker.add_argument("--opponents", default=None, metavar="MIX",
                         help="opponent weights, e.g. self=0.4,snapshot=0.2,engine:easy=0.2,engine:medium=0.2 "
                         "(an engine:DIFFICULTY weight is required)")
@@ -252,6 +255,9 @@ def _add_services(sub: Any) -> None:
     train.add_argument("--eval-games", type=int, default=8, help="games per opponent per evaluation (default 8)")
     train.add_argument("--eval-opponent", action="append", metavar="AGENT", help="evaluation opponents (repeatable)")
     train.add_argument("--opponents", default=None, metavar="MIX", help="workers' opponent mix (see magerl worker)")
+    train.add_argument("--policy-deck", action="append", metavar="DECK",
+                       help="decks the learning policy plays, repeatable (default: all standard decks; "
+                       "see magerl worker)")
     train.add_argument("--init-from", metavar="PATH", default=None,
                        help="start the learner from this checkpoint (see magerl learner --init-from)")
     _model_args(train)
@@ -329,6 +335,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         weights_address=f"tcp://{args.learner}:{args.weights_port}",
         decks=_decks_checked(args.deck, args.card_db),
         opponents=opponents,
+        policy_decks=_decks_checked(args.policy_deck, args.card_db) if args.policy_deck else None,
         card_db=args.card_db,
         limits=Limits(args.max_turns, args.max_prompts),
         seed=args.seed,
@@ -397,6 +404,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.max_samples_per_batch:
         learner += ["--max-samples-per-batch", str(args.max_samples_per_batch)]
     worker = ["--opponents", args.opponents] if args.opponents else []
+    for deck in _decks_checked(args.policy_deck, None) if args.policy_deck else []:
+        worker += ["--policy-deck", deck]
     evaluator = ["--every", str(args.eval_every), "--games", str(args.eval_games)]
     for opponent in args.eval_opponent or []:
         evaluator += ["--opponent", opponent]

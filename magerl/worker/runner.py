@@ -56,6 +56,7 @@ class RunnerConfig:
     weights_address: str
     decks: list[str]
     opponents: dict[str, float]
+    policy_decks: list[str] | None = None  # the learning seat's decks (default: `decks`)
     card_db: str | None = None
     limits: Limits = field(default_factory=Limits)
     seed: int = 0
@@ -74,6 +75,7 @@ class Runner:
         cards = CardDatabase.load(config.card_db)
         self.engine = cards.engine()
         self.decks = [load_deck(d, cards).cards() for d in config.decks]
+        self.policy_decks = [load_deck(d, cards).cards() for d in config.policy_decks or config.decks]
         self.ctx = zmq.Context()
         self.sender = EpisodeSender(self.ctx, config.episodes_address)
         self.weights = WeightsSubscriber(self.ctx, config.weights_address)
@@ -113,8 +115,10 @@ class Runner:
     def play_one(self) -> None:
         """Play one game against an opponent from the mix and send its episodes."""
         opponent_name, opponent = self._opponent()
-        decks = (self.rng.choice(self.decks), self.rng.choice(self.decks))
-        episodes = self.play_game(opponent_name, opponent, self.rng.randrange(2), decks, self.rng.getrandbits(31))
+        seat = self.rng.randrange(2)
+        mine, theirs = self.rng.choice(self.policy_decks), self.rng.choice(self.decks)
+        decks = (mine, theirs) if seat == 0 else (theirs, mine)
+        episodes = self.play_game(opponent_name, opponent, seat, decks, self.rng.getrandbits(31))
         for episode in episodes:
             dropped = self.sender.send(episode.to_bytes())
             if dropped:

@@ -1,0 +1,56 @@
+"""A game runner's choice of decks: the learning seat can be given its own decks."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections import Counter
+from unittest.mock import Mock
+
+import pytest
+
+from magerl.worker.runner import Runner, RunnerConfig
+
+ALL = ["dimir-control", "green-stompy", "mono-red-burn", "white-weenie"]
+
+
+def _seatings(policy_decks: list[str] | None, games: int = 200) -> list[tuple[str, str, int]]:
+    """(learning seat's deck, other seat's deck, learning seat) of `games` games of a runner."""
+    runner = Runner(0, RunnerConfig("tcp://127.0.0.1:1", "tcp://127.0.0.1:2", decks=ALL,
+                                    opponents={"engine:easy": 1.0}, policy_decks=policy_decks), Mock(), Mock())
+    names = {id(deck): name for name, deck in zip(ALL, runner.decks)}
+    names.update({id(deck): name for name, deck in zip(policy_decks or ALL, runner.policy_decks)})
+    played: list[tuple[str, str, int]] = []
+
+    def play_game(opponent_name, opponent, seat, decks, seed):
+        played.append((names[id(decks[seat])], names[id(decks[1 - seat])], seat))
+        return []
+
+    runner.play_game = play_game  # type: ignore[method-assign]
+    try:
+        for _ in range(games):
+            runner.play_one()
+    finally:
+        runner.sender.close()
+        runner.weights.close()
+        runner.ctx.term()
+    return played
+
+
+def test_the_learning_seat_plays_its_own_decks_against_every_deck() -> None:
+    played = _seatings(["mono-red-burn"])
+    assert {mine for mine, _, _ in played} == {"mono-red-burn"}
+    assert {theirs for _, theirs, _ in played} == set(ALL)
+    assert set(Counter(seat for _, _, seat in played)) == {0, 1}
+
+
+def test_without_policy_decks_both_seats_draw_from_all_decks() -> None:
+    played = _seatings(None)
+    assert {mine for mine, _, _ in played} == set(ALL) == {theirs for _, theirs, _ in played}
+
+
+@pytest.mark.parametrize("command", ["worker", "train"])
+def test_an_unknown_policy_deck_is_a_usage_error(command: str) -> None:
+    proc = subprocess.run([sys.executable, "-m", "magerl.cli", command, "--policy-deck", "no-such-deck"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "no-such-deck" in proc.stderr
