@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -250,3 +251,17 @@ def test_holdout_split_names_the_games_fit_holds_out() -> None:
     held, trained = holdout_split(np.random.default_rng(5), len(episodes), 0.3)
     assert figures["holdout_decisions"] == sum(episodes[i].length for i in held)  # lengths differ: the same games
     assert sorted([*held, *trained]) == list(range(10))
+
+
+def test_live_agreement_asks_the_teacher_in_the_policys_own_games() -> None:
+    """bench/live_agreement.py plays the policy and tallies its choices beside the engine AI's."""
+    import re
+
+    script = Path(__file__).resolve().parent.parent / "bench" / "live_agreement.py"
+    proc = subprocess.run([sys.executable, str(script), "--deck", "white-weenie", "--games", "2",
+                           "--teacher", "easy"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    found = re.search(r"white-weenie: won (\d) of 2 against engine:easy; agrees with engine:easy on (\d+) of (\d+)",
+                      proc.stdout)
+    assert found and 0 < int(found[2]) <= int(found[3]), proc.stdout
+    assert "DeclareAttackers" in proc.stdout and "most frequent disagreements" in proc.stdout

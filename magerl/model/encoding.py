@@ -131,6 +131,23 @@ def _refs(data: Any, objects: list[int], players: list[int]) -> None:
             _refs(value, objects, players)
 
 
+def candidate_refs(cand: Candidate) -> tuple[list[int], list[int]]:
+    """(object ids, player seats) a candidate names: for combat its creature, then what it
+    attacks or blocks; for an engine action whatever its payload names."""
+    ids: list[int] = []
+    seats: list[int] = []
+    if cand.action is None:
+        ids.append(cand.subject)  # type: ignore[arg-type]
+        target = cand.target
+        if isinstance(target, int):
+            ids.append(target)
+        elif isinstance(target, dict):
+            (seats if target.get("type") == "Player" else ids).append(target.get("data"))  # type: ignore[arg-type]
+    else:
+        _refs(cand.data, ids, seats)
+    return ids, seats
+
+
 def _flag(data: dict[str, Any]) -> float:
     """The yes/no of a choice: keep a hand, pay a cost, accept an effect."""
     choice = data.get("choice")
@@ -169,19 +186,11 @@ def encode(obs: Observation, candidates: Sequence[Candidate]) -> Encoded:
     flags = np.zeros((c, F_CANDIDATE), np.float32)
     for i, cand in enumerate(shown):
         kinds[i] = _KIND.get(cand.kind, 0)
-        ids: list[int] = []
-        seats: list[int] = []
-        if cand.action is None:  # combat step: subject creature, then attacker / attack target
-            ids.append(cand.subject)  # type: ignore[arg-type]
-            target = cand.target
-            if isinstance(target, int):
-                ids.append(target)
-            elif isinstance(target, dict):
-                (seats if target.get("type") == "Player" else ids).append(target.get("data"))  # type: ignore[arg-type]
-            flags[i, 0] = 1.0 if target is None else 0.0
+        ids, seats = candidate_refs(cand)
+        if cand.action is None:  # combat step: hold back / don't block
+            flags[i, 0] = 1.0 if cand.target is None else 0.0
         else:
             data = cand.data
-            _refs(data, ids, seats)
             flags[i, 1] = _flag(data)
             flags[i, 2] = len(data.get("cards") or ()) / 7
             flags[i, 3] = float(bool(data.get("targets")))
