@@ -75,7 +75,8 @@ class Runner:
         cards = CardDatabase.load(config.card_db)
         self.engine = cards.engine()
         self.decks = [load_deck(d, cards).cards() for d in config.decks]
-        self.policy_decks = [load_deck(d, cards).cards() for d in config.policy_decks or config.decks]
+        self.policy_decks = ([load_deck(d, cards).cards() for d in config.policy_decks] if config.policy_decks
+                             else self.decks)
         self.ctx = zmq.Context()
         self.sender = EpisodeSender(self.ctx, config.episodes_address)
         self.weights = WeightsSubscriber(self.ctx, config.weights_address)
