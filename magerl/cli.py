@@ -107,6 +107,8 @@ def _add_ladder(sub: Any) -> None:
     run.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"seed of the first game (default {DEFAULT_SEED})")
     run.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     run.add_argument("--deck", action="append", metavar="DECK", help="decks (default: the standard decks)")
+    run.add_argument("--policy-deck", action="append", metavar="DECK",
+                     help="the policy plays only this deck (repeatable), against every other deck")
     run.add_argument("--greedy", action="store_true", help="the policy takes its likeliest move (default: it samples)")
     run.add_argument("--out", metavar="FILE", help="write the report here as JSON")
     run.add_argument("--resume", action="store_true",
@@ -552,6 +554,9 @@ def cmd_ladder_run(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from exc
     cards = _load_cards(args.card_db)
     decks = _load_decks(args.deck, cards)
+    unknown = [d for d in args.policy_deck or [] if d not in {deck.name for deck in decks}]
+    if unknown:
+        raise UsageError(f"--policy-deck {unknown[0]!r} is not among the ladder's decks: {', '.join(d.name for d in decks)}")
     out = Path(args.out) if args.out else None
     if args.resume and not out:
         raise UsageError("--resume needs --out: the report to continue")
@@ -569,7 +574,8 @@ def cmd_ladder_run(args: argparse.Namespace) -> int:
     try:
         with _sigterm_as_interrupt():  # the opponents finished stay in --out
             report = run_ladder(cards, decks, path, opponents=opponents, games=args.games, seed=args.seed,
-                                jobs=min(args.jobs, args.games), greedy=args.greedy, on_opponent=save, resume=resume)
+                                jobs=min(args.jobs, args.games), greedy=args.greedy, on_opponent=save, resume=resume,
+                                policy_decks=args.policy_deck)
     except ValueError as exc:
         raise UsageError(f"{out}: {exc}") from exc
     print(format_ladder(report))

@@ -55,6 +55,15 @@ def test_ladder_report(tmp_path, cards, decks) -> None:
     with pytest.raises(ValueError, match="games_per_opponent"):
         run_ladder(cards, chosen, path, opponents=("random",), games=8, progress=False, resume=report)
 
+    # one deck's row: the policy plays only that deck; a full ladder cannot resume it
+    one = run_ladder(cards, chosen, path, opponents=("random",), games=4, jobs=1, progress=False,
+                     policy_decks=["green-stompy"])
+    assert set(one["opponents"]["random"]["per_deck"]) == {"green-stompy"}
+    assert "the policy plays only green-stompy" in format_ladder(one)
+    with pytest.raises(ValueError, match="policy_decks"):
+        run_ladder(cards, chosen, path, opponents=("random", "engine:veryeasy"), games=4, progress=False,
+                   resume=one)
+
 
 def test_training_of_a_self_play_checkpoint(tmp_path) -> None:
     path = checkpoint.save(tmp_path / "run", 40, PolicyNet(SMALL), None, {"version": 40, "samples": 9000})
@@ -98,6 +107,9 @@ def test_cli_ladder_run_and_plot(tmp_path) -> None:
     assert bad.returncode == 2 and "--resume needs --out" in bad.stderr
     bad = magerl("ladder", "run", "--checkpoint", str(tmp_path / "nowhere"))
     assert bad.returncode == 2 and "no checkpoint found" in bad.stderr
+    bad = magerl("ladder", "run", "--checkpoint", str(tmp_path / "bc50"), "--deck", "white-weenie",
+                 "--deck", "mono-red-burn", "--policy-deck", "green-stompy")
+    assert bad.returncode == 2 and "'green-stompy' is not among the ladder's decks" in bad.stderr
     bad = magerl("ladder", "run", "--checkpoint", str(tmp_path / "bc50"), "--opponent", "engine:godlike")
     assert bad.returncode == 2 and "unknown difficulty" in bad.stderr
     (tmp_path / "junk.json").write_text("{}")

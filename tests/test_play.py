@@ -28,6 +28,16 @@ def test_schedule_balances_decks_and_seats() -> None:
     assert {s.decks for s in schedule(1, 4, seed=0)} == {(0, 0)}  # one deck: mirror matches
 
 
+def test_schedule_with_first_decks_gives_agent_0_only_those() -> None:
+    full = list(schedule(4, 24, seed=0))
+    specs = list(schedule(4, 12, seed=0, first_decks=[2]))
+    assert {s.decks[0] for s in specs} == {2}
+    # deck 2's games of a full schedule, twice over: every other deck, from both seats
+    assert Counter((s.decks, s.agent_seats) for s in specs) == {
+        key: 2 for key in Counter((s.decks, s.agent_seats) for s in full if s.decks[0] == 2)}
+    assert Counter(s.decks[0] for s in schedule(4, 12, seed=0, first_decks=[0, 3])) == {0: 6, 3: 6}
+
+
 def test_wilson_interval() -> None:
     low, high = wilson(86, 100)
     assert low == pytest.approx(0.779, abs=1e-3) and high == pytest.approx(0.915, abs=1e-3)

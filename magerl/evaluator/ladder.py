@@ -44,8 +44,11 @@ def training_of(checkpoint_path: Path) -> dict[str, Any]:
 def run_ladder(cards: CardDatabase, decks: list[Deck], checkpoint: Path, *, opponents: tuple[str, ...] = LADDER,
                games: int = 216, seed: int = DEFAULT_SEED, jobs: int = 1, greedy: bool = False,
                progress: bool = True, on_opponent: Callable[[dict[str, Any]], None] | None = None,
-               resume: dict[str, Any] | None = None) -> dict[str, Any]:
+               resume: dict[str, Any] | None = None, policy_decks: list[str] | None = None) -> dict[str, Any]:
     """Play `games` games against each opponent; the report as a JSON-ready dict.
+
+    `policy_decks` (names among `decks`) limits the policy to those decks, each against
+    every other deck: one deck's row of the ladder, measured with all the games.
 
     `on_opponent` gets the report so far after each opponent: a long ladder that is
     stopped keeps what it has measured. `resume` is such an earlier report of the same
@@ -61,14 +64,17 @@ def run_ladder(cards: CardDatabase, decks: list[Deck], checkpoint: Path, *, oppo
         "games_per_opponent": games,
         "seed": seed,
         "decks": [d.name for d in decks],
+        "policy_decks": policy_decks,
         "jobs": jobs,
         "opponents": entries,
     }
     if resume is not None:
-        for key in ("training", "decision_rule", "games_per_opponent", "seed", "decks"):
+        for key in ("training", "decision_rule", "games_per_opponent", "seed", "decks", "policy_decks"):
             if resume.get(key) != report[key]:
                 raise ValueError(f"cannot resume: the report's {key} is {resume.get(key)!r}, "
                                  f"this ladder's is {report[key]!r}")
+    names = [d.name for d in decks]
+    first = None if policy_decks is None else [names.index(name) for name in policy_decks]
     kept = (resume or {}).get("opponents", {})
     entries.update((o, kept[o]) for o in opponents if o in kept)  # in every save: a stop loses none of them
     for opponent in opponents:
@@ -76,7 +82,7 @@ def run_ladder(cards: CardDatabase, decks: list[Deck], checkpoint: Path, *, oppo
             continue
         start = time.perf_counter()
         records = run_match(cards, decks, [policy, opponent], games=games, seed=seed, jobs=jobs,
-                            limits=Limits(), progress=progress)
+                            limits=Limits(), progress=progress, first_decks=first)
         match = summarize(records, [policy, opponent], decks, seed=seed, jobs=jobs,
                           seconds=time.perf_counter() - start)
         overall = match.overall[0]
@@ -100,7 +106,8 @@ def format_ladder(report: dict[str, Any]) -> str:
               else f"{training.get('updates')} updates, episodes not recorded")
     compute = ("training compute not recorded" if training["seconds"] is None
                else f"{training['seconds'] / 3600:.2f} h of training compute")
-    lines = [f"{report['checkpoint']} ({report['decision_rule']}): {training['method']}, {amount}, {compute}",
+    only = f"; the policy plays only {', '.join(report['policy_decks'])}" if report.get("policy_decks") else ""
+    lines = [f"{report['checkpoint']} ({report['decision_rule']}): {training['method']}, {amount}, {compute}{only}",
              f"{'opponent':<18}{'games':>6}{'aborted':>8}   win rate  95% CI         target   ms/decision (policy / opponent)"]
     for name, e in report["opponents"].items():
         rate = "   -" if e["win_rate"] is None else f"{e['win_rate']:6.1%}  [{e['ci95'][0]:.1%}, {e['ci95'][1]:.1%}]"
@@ -128,7 +135,7 @@ def difference(a: dict[str, Any], b: dict[str, Any]) -> tuple[float, float, floa
 def format_comparison(a: dict[str, Any], b: dict[str, Any]) -> str:
     """Each opponent both reports played: both win rates and their difference with its interval."""
     lines = [f"A: {a['checkpoint']} ({a['decision_rule']})", f"B: {b['checkpoint']} ({b['decision_rule']})"]
-    if (a["seed"], a["decks"]) != (b["seed"], b["decks"]):
+    if (a["seed"], a["decks"], a.get("policy_decks")) != (b["seed"], b["decks"], b.get("policy_decks")):
         lines.append("note: the ladders played different seeds or decks")
     lines.append(f"{'opponent':<18}{'A (games)':>14}{'B (games)':>14}   A − B   95% CI")
     shared = [o for o in a["opponents"] if o in b["opponents"]]

@@ -14,7 +14,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import phase
 
@@ -57,15 +57,19 @@ def play_game(session: GameSession, agents: list[Agent]) -> GameResult:
     return result
 
 
-def schedule(n_decks: int, games: int, seed: int) -> Iterator[GameSpec]:
-    """Deck pairings x deck assignment x seating, cycled until `games` are scheduled."""
-    pairs = list(itertools.combinations(range(n_decks), 2)) or [(0, 0)]
-    cycle = [
-        (pair if swap == 0 else (pair[1], pair[0]), (0, 1) if seat == 0 else (1, 0))
-        for pair in pairs
-        for swap in (0, 1)
-        for seat in (0, 1)
-    ]
+def schedule(n_decks: int, games: int, seed: int, first_decks: Sequence[int] | None = None) -> Iterator[GameSpec]:
+    """Deck pairings x deck assignment x seating, cycled until `games` are scheduled.
+
+    With `first_decks`, agent 0 plays only those decks, each against every other deck
+    from both seats: the same games a full schedule gives agent 0 with those decks, for
+    measuring one deck without playing the rest.
+    """
+    if first_decks is None:
+        pairs = list(itertools.combinations(range(n_decks), 2)) or [(0, 0)]
+        assigned = [pair if swap == 0 else (pair[1], pair[0]) for pair in pairs for swap in (0, 1)]
+    else:
+        assigned = [(a, b) for a in first_decks for b in range(n_decks) if b != a or n_decks == 1]
+    cycle = [(decks, (0, 1) if seat == 0 else (1, 0)) for decks in assigned for seat in (0, 1)]
     for i in range(games):
         decks, seats = cycle[i % len(cycle)]
         yield GameSpec(index=i, seed=seed + i, decks=decks, agent_seats=seats)
@@ -118,12 +122,13 @@ def run_match(
     jobs: int = 1,
     limits: Limits = Limits(),
     progress: bool = True,
+    first_decks: Sequence[int] | None = None,
 ) -> list[GameRecord]:
-    """Play `games` games and return their records in schedule order."""
+    """Play `games` games and return their records in schedule order (see `schedule`)."""
     for spec in agent_specs:
         make_agent(spec)  # fail fast on a bad spec, before any process starts
     init_args = (str(cards.path), [d.cards() for d in decks], agent_specs, limits)
-    specs = list(schedule(len(decks), games, seed))
+    specs = list(schedule(len(decks), games, seed, first_decks))
     records: list[GameRecord] = []
     bar = _progress(games, progress)
     try:
