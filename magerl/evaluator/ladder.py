@@ -73,8 +73,7 @@ def run_ladder(cards: CardDatabase, decks: list[Deck], checkpoint: Path, *, oppo
             if resume.get(key) != report[key]:
                 raise ValueError(f"cannot resume: the report's {key} is {resume.get(key)!r}, "
                                  f"this ladder's is {report[key]!r}")
-    names = [d.name for d in decks]
-    first = None if policy_decks is None else [names.index(name) for name in policy_decks]
+    first = None if policy_decks is None else [report["decks"].index(name) for name in policy_decks]
     kept = (resume or {}).get("opponents", {})
     entries.update((o, kept[o]) for o in opponents if o in kept)  # in every save: a stop loses none of them
     for opponent in opponents:
