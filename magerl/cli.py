@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import signal
 import sys
 import time
@@ -87,6 +88,17 @@ def build_parser() -> argparse.ArgumentParser:
     cards = sub.add_parser("cards", help="build the card database and report cards the engine parses only partly")
     _add_card_db(cards)
     cards.set_defaults(func=cmd_cards)
+
+    pset = sub.add_parser(
+        "policy-set", help="one network per deck: build a policy set from checkpoints",
+        description="Copy checkpoints into a policy set: the policy plays each listed deck with that deck's "
+        "network and every other deck with --others. Use it anywhere a checkpoint goes (policy:DIR, "
+        "magerl ladder run --checkpoint DIR).")
+    pset.add_argument("--out", required=True, metavar="DIR", help="the set's folder (must not exist)")
+    pset.add_argument("--others", required=True, metavar="PATH", help="checkpoint for the decks not listed ('default': the shipped one)")
+    pset.add_argument("--deck", action="append", required=True, metavar="DECK=PATH",
+                      help="a deck (standard name or decklist file) and its checkpoint or run folder; repeatable")
+    pset.set_defaults(func=cmd_policy_set)
 
     _add_services(sub)
     _add_imitate(sub)
@@ -541,12 +553,12 @@ def cmd_imitate_fit(args: argparse.Namespace) -> int:
 
 def cmd_ladder_run(args: argparse.Namespace) -> int:
     from magerl.evaluator.ladder import LADDER, format_ladder, run_ladder
-    from magerl.learner.checkpoint import find
+    from magerl.learner.checkpoint import locate
 
     if args.games < 1 or args.jobs < 1:
         raise UsageError("--games and --jobs must be at least 1")
     try:
-        path = find(args.checkpoint).path
+        path = locate(args.checkpoint)
         opponents = tuple(args.opponent or LADDER)
         for opponent in opponents:
             make_agent(opponent)
@@ -582,6 +594,32 @@ def cmd_ladder_run(args: argparse.Namespace) -> int:
     if out:
         out.write_text(json.dumps(report, indent=1) + "\n")
         print(f"report written: {out}")
+    return 0
+
+
+def cmd_policy_set(args: argparse.Namespace) -> int:
+    from magerl.learner.checkpoint import write_policy_set
+
+    decks: dict[str, str] = {}
+    for item in args.deck:
+        deck, eq, spec = item.partition("=")
+        name = deck if deck in standard_decks() else Path(deck).stem if Path(deck).is_file() else None
+        if not eq or not spec or name is None:
+            raise UsageError(f"--deck {item!r}: write DECK=PATH with DECK one of {', '.join(sorted(standard_decks()))} "
+                             "or a decklist file")
+        if name in decks:
+            raise UsageError(f"--deck {name!r} is given twice")
+        decks[name] = spec
+    command = shlex.join(["magerl", "policy-set", "--out", args.out, "--others", args.others,
+                          *(arg for item in args.deck for arg in ("--deck", item))])
+    try:
+        out = write_policy_set(Path(args.out), args.others, decks, command)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    for name, spec in decks.items():
+        print(f"{name:<18}{spec}")
+    print(f"{'every other deck':<18}{args.others}")
+    print(f"policy set written: {out}")
     return 0
 
 

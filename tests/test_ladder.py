@@ -8,9 +8,11 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from magerl.evaluator.ladder import difference, format_ladder, run_ladder, training_of
-from magerl.game.play import wilson
+from magerl.game.agents import make_agent
+from magerl.game.play import run_match, wilson
 from magerl.learner import checkpoint
 from magerl.model.network import ModelConfig, PolicyNet
 
@@ -152,3 +154,50 @@ def test_published_ladder_reports_are_of_the_shipped_policy() -> None:
         report = json.loads(path.read_text())
         assert report["training"] == shipped, f"{path.name} is of another checkpoint: rerun magerl ladder run"
         assert report["decision_rule"] == "sample" and all(e["games"] >= 48 for e in report["opponents"].values())
+
+
+def test_a_policy_set_plays_each_deck_with_its_network(tmp_path, cards, decks) -> None:
+    """`magerl policy-set`: the listed deck plays with its network, every other deck with the
+    others'; the ladder takes the set whole and counts the compute of all its networks."""
+    torch.manual_seed(0)
+    checkpoint.save(tmp_path / "general", 7, PolicyNet(SMALL), None, {"version": 7, "recipe": {
+        "method": "PPO", "compute": {"episodes": 100, "seconds": 50.0}}})
+    checkpoint.save(tmp_path / "red", 9, PolicyNet(SMALL), None, {"version": 9, "recipe": {
+        "method": "PPO", "compute": {"episodes": 130, "seconds": 80.0},
+        "base": {"recipe": {"compute": {"episodes": 100, "seconds": 50.0}}}}})
+    out = tmp_path / "set"
+    proc = magerl("policy-set", "--out", str(out), "--others", str(tmp_path / "general"),
+                  "--deck", f"mono-red-burn={tmp_path / 'red'}")
+    assert proc.returncode == 0, proc.stderr
+    assert "policy set written" in proc.stdout
+    assert checkpoint.find(str(out), "mono-red-burn").state["version"] == 9
+    assert checkpoint.find(str(out), "white-weenie").state["version"] == 7
+    assert checkpoint.find(str(out)).state["version"] == 7  # no deck known: the others' network
+    assert make_agent(f"policy:{out}", deck="mono-red-burn").version == 9
+    assert checkpoint.locate(str(out)) == out
+    training = training_of(out)
+    assert training["method"] == "one policy per deck"
+    assert (training["episodes"], training["seconds"]) == (130, 80.0)  # the red run counts only its own 30
+
+    # in a match, each game's agent plays with its deck's network: the same games as the red checkpoint alone
+    chosen = [decks["mono-red-burn"], decks["white-weenie"]]
+
+    def games(spec: str) -> list[tuple]:
+        records = run_match(cards, chosen, [spec, "random"], games=4, seed=5, progress=False, first_decks=[0])
+        return [(r.result.winner, r.result.turns, r.result.decisions) for r in records]
+
+    assert games(f"policy:{out}") == games(f"policy:{tmp_path / 'red'}") != games(f"policy:{tmp_path / 'general'}")
+
+    again = magerl("policy-set", "--out", str(out), "--others", str(tmp_path / "general"),
+                   "--deck", f"mono-red-burn={tmp_path / 'red'}")
+    assert again.returncode == 2 and "exists" in again.stderr
+    bad = magerl("policy-set", "--out", str(tmp_path / "set2"), "--others", str(tmp_path / "general"),
+                 "--deck", f"mono-blue={tmp_path / 'red'}")
+    assert bad.returncode == 2 and "DECK=PATH" in bad.stderr
+    bad = magerl("policy-set", "--out", str(tmp_path / "set2"), "--others", str(tmp_path / "general"),
+                 "--deck", f"mono-red-burn={tmp_path / 'nowhere'}")
+    assert bad.returncode == 2 and "no checkpoint found" in bad.stderr
+    assert not (tmp_path / "set2").exists() and not (tmp_path / "set2.tmp").exists()
+    (out / checkpoint.SET_FILE).write_text('{"decks": {}}')
+    with pytest.raises(ValueError, match="not a policy set"):
+        checkpoint.find(str(out), "mono-red-burn")

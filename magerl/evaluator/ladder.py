@@ -29,8 +29,12 @@ DEFAULT_SEED = 20_000  # training recipes play seeds below this
 
 
 def training_of(checkpoint_path: Path) -> dict[str, Any]:
-    """What a checkpoint's training cost: episodes and seconds, from the recipe in its state.json."""
-    state = json.loads((checkpoint_path / "state.json").read_text())
+    """What a checkpoint's training cost: episodes and seconds, from the recipe in its state.json
+    (a policy set's: from its set file, all its networks together)."""
+    from magerl.learner.checkpoint import SET_FILE  # torch: only where a policy is played
+
+    set_file = checkpoint_path / SET_FILE
+    state = json.loads((set_file if set_file.exists() else checkpoint_path / "state.json").read_text())
     recipe = state.get("recipe") or {}
     compute = recipe.get("compute") or {}
     return {

@@ -57,18 +57,19 @@ class EngineAIAgent:
         return decision.engine_choice(self.difficulty)
 
 
-def make_agent(spec: str, seed: int | None = None) -> Agent:
-    """Build an agent from its command-line spec.
+def make_agent(spec: str, seed: int | None = None, deck: str | None = None) -> Agent:
+    """Build an agent from its command-line spec, for a game in which it plays `deck`.
 
     `random` | `engine:DIFFICULTY[:EPSILON]` (e.g. `engine:easy`, `engine:veryeasy:0.05`)
     | `policy:PATH` (a checkpoint folder, or a run folder: its newest checkpoint; `default`
-    is the shipped one), sampling its moves | `greedy:PATH`, the same taking its likeliest move.
+    is the shipped one; a policy set: its network for `deck`), sampling its moves
+    | `greedy:PATH`, the same taking its likeliest move.
     """
     kind, _, rest = spec.strip().partition(":")
     if kind in ("policy", "greedy") and rest:
         from magerl.model.agent import policy_agent  # torch is only needed here
 
-        return policy_agent(rest, seed, greedy=kind == "greedy")
+        return policy_agent(rest, seed, greedy=kind == "greedy", deck=deck)
     if kind == "random" and not rest:
         return RandomAgent(seed)
     if kind == "engine" and rest:

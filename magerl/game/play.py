@@ -79,7 +79,8 @@ def schedule(n_decks: int, games: int, seed: int, first_decks: Sequence[int] | N
 _worker: dict[str, Any] = {}
 
 
-def _init_worker(card_data: str, deck_cards: list[list[str]], agent_specs: list[str], limits: Limits) -> None:
+def _init_worker(card_data: str, deck_cards: list[list[str]], deck_names: list[str], agent_specs: list[str],
+                 limits: Limits) -> None:
     if any(spec.startswith(("policy:", "greedy:")) for spec in agent_specs):
         from magerl.model.agent import one_core
 
@@ -87,6 +88,7 @@ def _init_worker(card_data: str, deck_cards: list[list[str]], agent_specs: list[
     _worker.update(
         engine=phase.Engine.from_path(card_data),
         decks=deck_cards,
+        deck_names=deck_names,
         agents=agent_specs,
         limits=limits,
     )
@@ -98,7 +100,8 @@ def _run_spec(spec: GameSpec) -> GameRecord:
     seat_decks: list[list[str]] = [[], []]
     for agent_index in (0, 1):
         seat = spec.agent_seats[agent_index]
-        by_seat[seat] = make_agent(agent_specs[agent_index], seed=spec.seed * 2 + agent_index)
+        by_seat[seat] = make_agent(agent_specs[agent_index], seed=spec.seed * 2 + agent_index,
+                                   deck=_worker["deck_names"][spec.decks[agent_index]])
         seat_decks[seat] = decks[spec.decks[agent_index]]
     try:
         session = GameSession(
@@ -127,7 +130,7 @@ def run_match(
     """Play `games` games and return their records in schedule order (see `schedule`)."""
     for spec in agent_specs:
         make_agent(spec)  # fail fast on a bad spec, before any process starts
-    init_args = (str(cards.path), [d.cards() for d in decks], agent_specs, limits)
+    init_args = (str(cards.path), [d.cards() for d in decks], [d.name for d in decks], agent_specs, limits)
     specs = list(schedule(len(decks), games, seed, first_decks))
     records: list[GameRecord] = []
     bar = _progress(games, progress)

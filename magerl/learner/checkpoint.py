@@ -133,12 +133,15 @@ def shipped_policy() -> Path:
     return Path(str(resources.files("magerl.model") / "default"))
 
 
-def find(spec: str) -> Checkpoint:
+def find(spec: str, deck: str | None = None) -> Checkpoint:
     """A checkpoint folder as given, or the newest loadable one in a run or checkpoints folder.
 
-    `default` names the shipped checkpoint.
+    `default` names the shipped checkpoint. In a policy set, the member that plays `deck`.
     """
     path = shipped_policy() if spec == "default" else Path(spec).expanduser()
+    member = set_member(path, deck)
+    if member is not None:
+        return load(member, with_optimizer=False)
     if (path / "state.json").exists():
         return load(path, with_optimizer=False)
     for candidate in (path / "checkpoints", path):
@@ -148,7 +151,92 @@ def find(spec: str) -> Checkpoint:
     raise ValueError(f"{spec}: no checkpoint found (give a checkpoint folder or a run folder)")
 
 
-def load_policy(spec: str) -> tuple[PolicyNet, int]:
-    """The policy of `find(spec)` and its version."""
-    ckpt = find(spec)
+def load_policy(spec: str, deck: str | None = None) -> tuple[PolicyNet, int]:
+    """The policy of `find(spec, deck)` and its version."""
+    ckpt = find(spec, deck)
     return ckpt.model, int(ckpt.state.get("version", ckpt.state["updates"]))
+
+
+# -- policy sets: one network per deck ----------------------------------------------
+# Training on one deck moved that deck where runs on all four stayed level (results.md,
+# item 17), so a set holds a network per deck it lists and one for every other deck.
+# The agent picks its network once, at the start of a game, from the deck it plays:
+# the same decision time as a single network.
+SET_FILE = "policy-set.json"
+OTHERS = "others"
+
+
+def set_member(path: Path, deck: str | None) -> Path | None:
+    """The checkpoint folder of the set at `path` that plays `deck` (the set's `others` for a
+    deck it does not list, or no deck); None when `path` is not a policy set."""
+    file = path / SET_FILE
+    if not file.exists():
+        return None
+    try:
+        entry = json.loads(file.read_text())
+        name = entry["decks"].get(deck, entry[OTHERS]) if deck is not None else entry[OTHERS]
+        if not isinstance(name, str) or Path(name).name != name:
+            raise ValueError(f"member {name!r} is not a folder name")
+    except (ValueError, KeyError, AttributeError, TypeError) as exc:
+        raise ValueError(f"{file}: not a policy set ({type(exc).__name__}: {exc})") from exc
+    return path / name
+
+
+def locate(spec: str) -> Path:
+    """The folder a policy spec names: a policy set (each member checked), or the checkpoint `find` loads."""
+    path = shipped_policy() if spec == "default" else Path(spec).expanduser()
+    if not (path / SET_FILE).exists():
+        return find(spec).path
+    decks = json.loads((path / SET_FILE).read_text()).get("decks") or {}
+    for deck in [None, *decks]:
+        find(spec, deck)
+    return path
+
+
+def _compute_added(recipe: dict[str, Any]) -> dict[str, float | None]:
+    """A checkpoint's training compute beyond its base's (all of it when it has no base)."""
+    compute = recipe.get("compute") or {}
+    before = ((recipe.get("base") or {}).get("recipe") or {}).get("compute") or {}
+    return {key: None if compute.get(key) is None else compute[key] - (before.get(key) or 0)
+            for key in ("episodes", "seconds")}
+
+
+def write_policy_set(out: Path, others: str, decks: dict[str, str], command: str) -> Path:
+    """Copy each checkpoint's weights and state into a new set at `out`, written whole or not at all.
+
+    Its recipe counts the others' compute in full and each deck's network's compute beyond
+    its base: a deck network trained `--init-from` the others' checkpoint costs only its
+    own run. Raises ValueError for a checkpoint that does not load or an `out` that exists.
+    """
+    if out.exists():
+        raise ValueError(f"{out} exists: give a new folder")
+    members = {OTHERS: find(others), **{f"deck-{deck}": find(spec) for deck, spec in decks.items()}}
+    specs = {OTHERS: others, **{f"deck-{deck}": spec for deck, spec in decks.items()}}
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        for name, ckpt in members.items():
+            (tmp / name).mkdir()
+            shutil.copyfile(ckpt.path / "model.safetensors", tmp / name / "model.safetensors")
+            state = {key: value for key, value in ckpt.state.items() if key != "optimizer"}
+            (tmp / name / "state.json").write_text(json.dumps(state, indent=1))
+        recipes = {name: ckpt.state.get("recipe") or {} for name, ckpt in members.items()}
+        parts = [_compute_added(recipe) for name, recipe in recipes.items() if name != OTHERS]
+        parts.append((recipes[OTHERS].get("compute") or {}))
+        compute = {key: None if any(p.get(key) is None for p in parts) else round(sum(p[key] for p in parts), 1)
+                   for key in ("episodes", "seconds")}
+        recipe = {
+            "method": "one policy per deck",
+            "members": {name: {"checkpoint": str(members[name].path.resolve()), "given": specs[name], "recipe": recipes[name]}
+                        for name in members},
+            "compute": compute,
+            "commands": [command],
+        }
+        entry = {"decks": {deck: f"deck-{deck}" for deck in decks}, OTHERS: OTHERS, "recipe": recipe}
+        (tmp / SET_FILE).write_text(json.dumps(entry, indent=1))
+        os.rename(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out

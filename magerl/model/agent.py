@@ -60,15 +60,16 @@ class PolicyAgent:
         return steps
 
 
-@lru_cache(maxsize=4)
-def _load(path: str) -> tuple[PolicyNet, int]:
+@lru_cache(maxsize=8)
+def _load(path: str, deck: str | None) -> tuple[PolicyNet, int]:
     from magerl.learner.checkpoint import load_policy
 
-    return load_policy(path)
+    return load_policy(path, deck)
 
 
-def policy_agent(path: str, seed: int | None = None, greedy: bool = False) -> PolicyAgent:
-    """`policy:PATH` (sampling with `seed`) or `greedy:PATH` of the command line: a checkpoint's policy."""
-    model, version = _load(path)
+def policy_agent(path: str, seed: int | None = None, greedy: bool = False, deck: str | None = None) -> PolicyAgent:
+    """`policy:PATH` (sampling with `seed`) or `greedy:PATH` of the command line: a checkpoint's
+    policy; from a policy set, the network for `deck`."""
+    model, version = _load(path, deck)
     return PolicyAgent(model, version=version, seed=seed, greedy=greedy,
                        name=f"{'greedy' if greedy else 'policy'}:{path}")
