@@ -61,7 +61,7 @@ class PolicyAgent:
 
 
 @lru_cache(maxsize=8)
-def _load(path: str, deck: str | None) -> tuple[PolicyNet, int]:
+def _load(path: str, deck: str | None = None) -> tuple[PolicyNet, int]:
     from magerl.learner.checkpoint import load_policy
 
     return load_policy(path, deck)
