@@ -133,12 +133,17 @@ def shipped_policy() -> Path:
     return Path(str(resources.files("magerl.model") / "default"))
 
 
+def _spec_path(spec: str) -> Path:
+    """The folder a policy spec names; `default` is the shipped one."""
+    return shipped_policy() if spec == "default" else Path(spec).expanduser()
+
+
 def find(spec: str, deck: str | None = None) -> Checkpoint:
     """A checkpoint folder as given, or the newest loadable one in a run or checkpoints folder.
 
     `default` names the shipped checkpoint. In a policy set, the member that plays `deck`.
     """
-    path = shipped_policy() if spec == "default" else Path(spec).expanduser()
+    path = _spec_path(spec)
     member = set_member(path, deck)
     if member is not None:
         return load(member, with_optimizer=False)
@@ -184,11 +189,11 @@ def set_member(path: Path, deck: str | None) -> Path | None:
 
 def locate(spec: str) -> Path:
     """The folder a policy spec names: a policy set (each member checked), or the checkpoint `find` loads."""
-    path = shipped_policy() if spec == "default" else Path(spec).expanduser()
+    path = _spec_path(spec)
+    checkpoint = find(spec)  # a set's others: a damaged set file is named here
     if not (path / SET_FILE).exists():
-        return find(spec).path
-    decks = json.loads((path / SET_FILE).read_text()).get("decks") or {}
-    for deck in [None, *decks]:
+        return checkpoint.path
+    for deck in json.loads((path / SET_FILE).read_text()).get("decks") or {}:
         find(spec, deck)
     return path
 
@@ -210,8 +215,8 @@ def write_policy_set(out: Path, others: str, decks: dict[str, str], command: str
     """
     if out.exists():
         raise ValueError(f"{out} exists: give a new folder")
-    members = {OTHERS: find(others), **{f"deck-{deck}": find(spec) for deck, spec in decks.items()}}
     specs = {OTHERS: others, **{f"deck-{deck}": spec for deck, spec in decks.items()}}
+    members = {name: find(spec) for name, spec in specs.items()}
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -223,7 +228,7 @@ def write_policy_set(out: Path, others: str, decks: dict[str, str], command: str
             (tmp / name / "state.json").write_text(json.dumps(state, indent=1))
         recipes = {name: ckpt.state.get("recipe") or {} for name, ckpt in members.items()}
         parts = [_compute_added(recipe) for name, recipe in recipes.items() if name != OTHERS]
-        parts.append((recipes[OTHERS].get("compute") or {}))
+        parts.append(recipes[OTHERS].get("compute") or {})
         compute = {key: None if any(p.get(key) is None for p in parts) else round(sum(p[key] for p in parts), 1)
                    for key in ("episodes", "seconds")}
         recipe = {
