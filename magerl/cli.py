@@ -220,6 +220,9 @@ def _add_services(sub: Any) -> None:
     learner.add_argument("--init-from", metavar="PATH", default=None,
                          help="start from this checkpoint's weights (e.g. a behaviour-cloned policy, or 'default' "
                          "for the shipped one) when the checkpoint folder has none to resume; its model size wins")
+    learner.add_argument("--recipe-command", metavar="TEXT", default=None,
+                         help="the command that started this run, kept in its checkpoints' recipe (magerl train "
+                         "passes its own, so a checkpoint says which decks and opponents it trained on)")
     _model_args(learner)
     _metrics_args(learner)
     learner.set_defaults(func=cmd_learner)
@@ -303,6 +306,7 @@ def cmd_learner(args: argparse.Namespace) -> int:
         device=args.device,
         seed=args.seed,
         init_from=args.init_from,
+        command=args.recipe_command,
     )
     if args.init_from:
         from magerl.learner.checkpoint import find
@@ -402,7 +406,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.resume and not has_checkpoints:
         raise UsageError(f"--resume: {run_dir} has no checkpoint to continue")
     model = ["--d-model", str(args.d_model), "--layers", str(args.layers), "--heads", str(args.heads)]
-    learner = [*model, "--checkpoint-every", str(args.checkpoint_every)]
+    learner = [*model, "--checkpoint-every", str(args.checkpoint_every),
+               "--recipe-command", "magerl " + shlex.join(args.argv)]
     if args.lr is not None:
         learner += ["--lr", str(args.lr)]
     if args.gae_lambda is not None:
@@ -757,6 +762,7 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # `train` records it in its recipe
     try:
         return int(args.func(args))
     except UsageError as exc:

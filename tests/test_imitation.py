@@ -238,6 +238,8 @@ def test_train_hands_its_learner_the_start_and_learning_rate(tmp_path, monkeypat
                  "--lr", "5e-05", "--gae-lambda", "0.9"]) == 0
     learner = build_parser().parse_args(["learner", *started[0].learner_args])
     assert learner.lr == 5e-05 and learner.gae_lambda == 0.9 and learner.init_from == "default"
+    assert learner.recipe_command == (f"magerl train --run-dir {tmp_path / 'run'} --updates 1 --init-from default "
+                                      "--lr 5e-05 --gae-lambda 0.9")  # kept in the checkpoints' recipe
     assert main(["learner", "--checkpoint-dir", str(tmp_path / "ckpt"), "--gae-lambda", "1.5"]) == 2
 
 

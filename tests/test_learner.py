@@ -198,7 +198,7 @@ def test_a_fine_tuned_policy_carries_its_starting_points_recipe_and_cost(tmp_pat
     first, second = ([synthetic_episode(rng, steps=20) for _ in range(n)] for n in (3, 2))
     won = [sum(e.reward > 0 for e in batch) for batch in (first, second)]
 
-    learner = make_learner(tmp_path, tm, init_from=str(tmp_path / "bc"))
+    learner = make_learner(tmp_path, tm, init_from=str(tmp_path / "bc"), command="magerl train --policy-deck x")
     try:
         learner.train_step(first, batch_size=60)
         learner.save()
@@ -207,7 +207,8 @@ def test_a_fine_tuned_policy_carries_its_starting_points_recipe_and_cost(tmp_pat
     recipe = checkpoint.load_latest(tmp_path / "ckpt")[0].state["recipe"]
     assert recipe["base"]["recipe"] == bc_recipe and recipe["training_games"] == {"synthetic": [won[0], 3]}
     assert recipe["ppo"]["lr"] == learner.config.ppo.lr and recipe["ppo"]["gae_lambda"] == learner.config.ppo.gae_lambda
-    resumed = make_learner(tmp_path, tm)
+    assert recipe["commands"] == ["magerl train --policy-deck x"]
+    resumed = make_learner(tmp_path, tm, command="magerl train --resume")
     try:
         resumed.train_step(second, batch_size=40)
         resumed.save()
@@ -217,6 +218,7 @@ def test_a_fine_tuned_policy_carries_its_starting_points_recipe_and_cost(tmp_pat
     state = checkpoint.load_latest(tmp_path / "ckpt")[0].state
     recipe = state["recipe"]
     assert recipe["base"]["recipe"] == bc_recipe and recipe["training_games"] == {"synthetic": [sum(won), 5]}
+    assert recipe["commands"] == ["magerl train --policy-deck x", "magerl train --resume"]  # how to make it again
     training = training_of(saved)
     assert training["method"] == "PPO from behaviour cloning" and training["episodes"] == 105
     # the run's own time (both processes; it can round to 0.0 on a fast machine) on top of the clone's

@@ -53,6 +53,7 @@ class LearnerConfig:
     seed: int = 0
     republish_seconds: float = 2.0
     init_from: str | None = None  # a checkpoint to start from when there is none to resume (e.g. behaviour cloning)
+    command: str | None = None  # the command that started this run, for the recipe (`magerl train` gives its own)
 
 
 class Inbox:
@@ -133,6 +134,7 @@ class Learner:
         self.init_from: str | None = None
         self.base_recipe: dict[str, Any] | None = None  # the recipe of the checkpoint it started from
         self.training_games: dict[str, list[int]] = {}  # [wins, games] per opponent, across resumes
+        self.commands: list[str] = []  # the commands that started and resumed the run
         self.batch_size: int | None = None  # planned when it runs
         resumed, problems = checkpoint.load_latest(config.checkpoint_dir)
         for problem in problems:
@@ -160,7 +162,10 @@ class Learner:
             recipe = resumed.state.get("recipe") or {}
             self.base_recipe = (recipe.get("base") or {}).get("recipe")
             self.training_games = recipe.get("training_games") or {}
+            self.commands = list(recipe.get("commands") or [])
             self.log.info("resumed", checkpoint=str(resumed.path), updates=self.updates)
+        if config.command:
+            self.commands.append(config.command)
         self.model_config = self.model.config
         self.inbox = Inbox(config.inbox_episodes)
         self.stop = threading.Event()
@@ -224,6 +229,8 @@ class Learner:
                         "ppo_episodes": self.episodes, "ppo_seconds": seconds,
                         "cpu_cores": os.cpu_count(), "device": str(self.device)},
         }
+        if self.commands:
+            recipe["commands"] = self.commands
         if self.init_from is not None:
             recipe["base"] = {"checkpoint": self.init_from, "recipe": self.base_recipe}
         return recipe
