@@ -276,7 +276,8 @@ def _add_services(sub: Any) -> None:
                        help="decks the learning policy plays, repeatable (default: all standard decks; "
                        "see magerl worker)")
     train.add_argument("--init-from", metavar="PATH", default=None,
-                       help="start the learner from this checkpoint (see magerl learner --init-from)")
+                       help="start the learner from this checkpoint (see magerl learner --init-from); from a policy "
+                       "set, the network of the one --policy-deck, else the set's others")
     _model_args(train)
     train.set_defaults(func=cmd_train)
 
@@ -415,11 +416,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.init_from:
         from magerl.learner.checkpoint import find
 
+        # From a policy set, a run on one deck continues that deck's network.
+        deck = args.policy_deck[0] if args.policy_deck and len(args.policy_deck) == 1 else None
         try:
-            find(args.init_from)
+            start = find(args.init_from, deck)
         except ValueError as exc:
             raise UsageError(f"--init-from: {exc}") from exc
-        learner += ["--init-from", args.init_from]
+        learner += ["--init-from", args.init_from if deck is None else str(start.path)]
     if args.max_samples_per_batch:
         learner += ["--max-samples-per-batch", str(args.max_samples_per_batch)]
     worker = ["--opponents", args.opponents] if args.opponents else []

@@ -197,9 +197,17 @@ def test_cli_record_fit_then_play_the_policy(tmp_path) -> None:
 
 def test_shipped_policy_loads_with_its_recipe(engine, decks) -> None:
     """`policy:default` works out of the box, and says how it was made and what it cost."""
+    shipped = checkpoint.shipped_policy()
     ckpt = checkpoint.find("default")
-    assert ckpt.path == checkpoint.shipped_policy()
-    assert (ckpt.path / "model.safetensors").stat().st_size < 4 * 2**20  # small enough to ship in the package
+    assert ckpt.path == shipped / checkpoint.OTHERS  # a policy set: with no deck known, its others network
+    red = checkpoint.find("default", "mono-red-burn")  # the burn deck's network, PPO on from the others'
+    assert red.path.name == "deck-mono-red-burn" and red.state["recipe"]["base"]["recipe"] == ckpt.state["recipe"]
+    assert any("--policy-deck mono-red-burn" in c for c in red.state["recipe"]["commands"])
+    for member in (ckpt, red):
+        assert (member.path / "model.safetensors").stat().st_size < 4 * 2**20  # small enough to ship in the package
+    whole = json.loads((shipped / checkpoint.SET_FILE).read_text())["recipe"]["compute"]
+    for key in ("episodes", "seconds"):  # the set's cost: the others' whole, the red network's own run on top
+        assert whole[key] == pytest.approx(ckpt.state["recipe"]["compute"][key] + red.state["recipe"]["compute"][f"ppo_{key}"])
     recipe = ckpt.state["recipe"]  # PPO fine-tuning of a clone: its own cost plus the clone's
     assert recipe["method"] == "PPO from behaviour cloning" and recipe["ppo"]["gae_lambda"] == 0.95
     clone = recipe["base"]["recipe"]
@@ -241,6 +249,13 @@ def test_train_hands_its_learner_the_start_and_learning_rate(tmp_path, monkeypat
     assert learner.recipe_command == (f"magerl train --run-dir {tmp_path / 'run'} --updates 1 --init-from default "
                                       "--lr 5e-05 --gae-lambda 0.9")  # kept in the checkpoints' recipe
     assert main(["learner", "--checkpoint-dir", str(tmp_path / "ckpt"), "--gae-lambda", "1.5"]) == 2
+    # the shipped policy is a set: a run on one of its decks continues that deck's network
+    for decks, member in (([], "others"), (["mono-red-burn"], "deck-mono-red-burn"), (["white-weenie"], "others")):
+        started.clear()
+        assert main(["train", "--run-dir", str(tmp_path / "run"), "--updates", "1", "--init-from", "default",
+                     *(f"--policy-deck={d}" for d in decks)]) == 0
+        given = build_parser().parse_args(["learner", *started[0].learner_args]).init_from
+        assert checkpoint.find(given).path.name == member, (decks, given)
 
 
 def test_holdout_split_names_the_games_fit_holds_out() -> None:
