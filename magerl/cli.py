@@ -476,7 +476,7 @@ def cmd_imitate_record(args: argparse.Namespace) -> int:
             bar = bar if not bar.disable else None
             settings = {"teacher": args.teacher, "opponents": mix, "epsilon": args.epsilon, "explore": args.explore,
                         "seed": args.seed, "decks": [d.name for d in decks]}
-            totals = record(str(cards.path), [d.cards() for d in decks], plan, out, jobs=min(args.jobs, args.games),
+            totals = record(str(cards.path), {d.name: d.cards() for d in decks}, plan, out, jobs=min(args.jobs, args.games),
                             progress=tick, settings=settings)
     print(f"{out} now holds {totals['games']} games ({totals['aborted']} aborted), {totals['episodes']} episodes, "
           f"{totals['decisions']} teacher decisions, {totals['seconds']:.0f} s of recording")

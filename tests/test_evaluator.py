@@ -22,6 +22,20 @@ def test_evaluate_plays_fixed_seeds(engine, decks) -> None:
     assert evaluate(model, 0, "random", config, engine, deck_cards) == first  # fixed seeds: same games
 
 
+def test_evaluate_tells_the_opponent_its_deck(engine, decks, monkeypatch) -> None:
+    """A policy set as the opponent plays each game with the network of the deck it is dealt."""
+    import magerl.evaluator.service as service
+    from magerl.game.agents import RandomAgent
+    from magerl.game.play import schedule
+
+    dealt = []
+    monkeypatch.setattr(service, "make_agent", lambda spec, seed=None, deck=None: dealt.append(deck) or RandomAgent(seed))
+    config = EvaluatorConfig(weights_address="tcp://127.0.0.1:1", games=4, decks=["white-weenie", "green-stompy"])
+    evaluate(PolicyNet(SMALL).eval(), 0, "policy:some-set", config, engine, [decks[d].cards() for d in config.decks])
+    assert dealt == [config.decks[spec.decks[1]] for spec in schedule(2, 4, config.seed)]
+    assert set(dealt) == {"white-weenie", "green-stompy"}
+
+
 def test_eval_and_play_accept_a_checkpoint(tmp_path) -> None:
     checkpoint.save(tmp_path / "run" / "checkpoints", 3, PolicyNet(SMALL), None, {"version": 3})
     run = str(tmp_path / "run")

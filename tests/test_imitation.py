@@ -32,7 +32,7 @@ def recorded(tmp_path_factory, cards, decks):
     out = tmp_path_factory.mktemp("bc") / "teacher.bin"
     plan = [TeacherGame(seed=3, teacher="engine:easy", opponent="random", epsilon=0.0, decks=(0, 1), teacher_seat=1),
             TeacherGame(seed=4, teacher="engine:easy", opponent="engine:easy", epsilon=0.0, decks=(1, 0), teacher_seat=0)]
-    totals = record(str(cards.path), [decks[d].cards() for d in DECKS], plan, out, jobs=1)
+    totals = record(str(cards.path), {d: decks[d].cards() for d in DECKS}, plan, out, jobs=1)
     return out, totals
 
 
@@ -62,6 +62,26 @@ def test_record_keeps_the_teachers_choices(recorded, engine, decks) -> None:
     assert list(first.arrays["candidate_counts"]) == candidates
 
 
+def test_a_recorded_games_opponent_and_explorer_are_told_their_decks(engine, decks, monkeypatch) -> None:
+    """A policy set as the opponent or the explorer plays with the network of the deck its seat is dealt."""
+    from magerl.game.session import Limits
+
+    for key, value in {"engine": engine, "decks": [decks[d].cards() for d in DECKS], "names": list(DECKS),
+                       "limits": Limits(max_turns=2)}.items():
+        monkeypatch.setitem(imitation._proc, key, value)
+    dealt: dict[str, str | None] = {}
+
+    def agent(spec: str, seed: int | None = None, deck: str | None = None) -> RandomAgent:
+        dealt[spec] = deck
+        return RandomAgent(seed)
+
+    monkeypatch.setattr(imitation, "make_agent", agent)
+    game = TeacherGame(seed=5, teacher="engine:easy", opponent="policy:a-set", epsilon=0.5, decks=(1, 0),
+                       teacher_seat=1, explorer="policy:b-set")
+    imitation.play_teacher_game(game)
+    assert dealt == {"policy:a-set": DECKS[1], "policy:b-set": DECKS[0]}  # seat 0 plays DECKS[1], seat 1 DECKS[0]
+
+
 def test_dagger_plays_the_explorers_moves_and_keeps_the_teachers_labels(tmp_path, cards, engine, decks) -> None:
     policy = checkpoint.save(tmp_path / "bc", 0, PolicyNet(SMALL), None, {"version": 0})
     game = TeacherGame(seed=5, teacher="engine:easy", opponent="random", epsilon=1.0, decks=(0, 1), teacher_seat=0,
@@ -70,7 +90,7 @@ def test_dagger_plays_the_explorers_moves_and_keeps_the_teachers_labels(tmp_path
     (tmp_path / "dagger.bin.json").write_text(json.dumps(earlier))  # a file earlier runs appended to
     (tmp_path / "dagger.bin").write_bytes(imitation.FRAME.pack(5000) + b"half a frame")  # ... one of them killed
     ticks: list[int] = []
-    totals = record(str(cards.path), [decks[d].cards() for d in DECKS], [game], tmp_path / "dagger.bin", jobs=1,
+    totals = record(str(cards.path), {d: decks[d].cards() for d in DECKS}, [game], tmp_path / "dagger.bin", jobs=1,
                     progress=lambda done, summary: ticks.append(done))
     assert ticks == [1] and totals["games"] == 6 and len(totals["runs"]) == 2  # progress counts this run's plan
     [episode] = list(read_episodes(tmp_path / "dagger.bin"))

@@ -50,7 +50,8 @@ def evaluate(model: PolicyNet, version: int, opponent: str, config: EvaluatorCon
         seat_decks: list[list[str]] = [[], []]
         policy_seat = spec.agent_seats[0]
         agents[policy_seat] = PolicyAgent(model, version=version, seed=spec.seed)
-        agents[1 - policy_seat] = make_agent(opponent, seed=spec.seed)
+        # the opponent's deck, for a policy set: it plays each game with that deck's network
+        agents[1 - policy_seat] = make_agent(opponent, seed=spec.seed, deck=config.decks[spec.decks[1]])
         seat_decks[policy_seat], seat_decks[1 - policy_seat] = decks[spec.decks[0]], decks[spec.decks[1]]
         try:
             session = GameSession(engine, (seat_decks[0], seat_decks[1]), seed=spec.seed, limits=config.limits)

@@ -52,11 +52,17 @@ class TeacherGame:
 _proc: dict[str, Any] = {}
 
 
-def _init(card_data: str, decks: list[list[str]], limits: Limits) -> None:
+def _init(card_data: str, decks: dict[str, list[str]], limits: Limits) -> None:
     import phase
 
     one_core()
-    _proc.update(engine=phase.Engine.from_path(card_data), decks=decks, limits=limits)
+    _proc.update(engine=phase.Engine.from_path(card_data), decks=list(decks.values()), names=list(decks),
+                 limits=limits)
+
+
+def _deck_name(game: TeacherGame, seat: int) -> str:
+    """The name of the deck `seat` plays: a policy set picks its network by it."""
+    return _proc["names"][game.decks[seat]]
 
 
 def play_teacher_game(game: TeacherGame) -> tuple[list[bytes], dict[str, Any]]:
@@ -68,9 +74,11 @@ def play_teacher_game(game: TeacherGame) -> tuple[list[bytes], dict[str, Any]]:
     agents: list[Any] = [teacher, teacher] if mirror else [None, None]
     if not mirror:
         agents[game.teacher_seat] = teacher
-        agents[1 - game.teacher_seat] = make_agent(game.opponent, seed=game.seed)
+        opponent_deck = _deck_name(game, 1 - game.teacher_seat)
+        agents[1 - game.teacher_seat] = make_agent(game.opponent, seed=game.seed, deck=opponent_deck)
     recorded = (0, 1) if mirror else (game.teacher_seat,)
-    explorer = make_agent(game.explorer, seed=game.seed + 1) if game.epsilon else None
+    explorer = (make_agent(game.explorer, seed=game.seed + 1, deck=_deck_name(game, game.teacher_seat))
+                if game.epsilon else None)
     decks = _proc["decks"]
     seat_decks = [decks[game.decks[0]], decks[game.decks[1]]]
     steps: dict[int, list[tuple[Any, int]]] = {0: [], 1: []}
@@ -120,7 +128,7 @@ def teacher_games(teacher: str, opponents: dict[str, float], games: int, n_decks
     ]
 
 
-def record(card_data: str, decks: list[list[str]], plan: list[TeacherGame], out: Path, *, jobs: int,
+def record(card_data: str, decks: dict[str, list[str]], plan: list[TeacherGame], out: Path, *, jobs: int,
            limits: Limits = Limits(), progress: Callable[[int, dict[str, Any]], None] | None = None,
            settings: dict[str, Any] | None = None) -> dict[str, Any]:
     """Play `plan` in `jobs` processes, appending each game's episodes to `out` as they finish.
