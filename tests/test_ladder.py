@@ -188,6 +188,11 @@ def test_a_policy_set_plays_each_deck_with_its_network(tmp_path, cards, decks) -
 
     assert games(f"policy:{out}") == games(f"policy:{tmp_path / 'red'}") != games(f"policy:{tmp_path / 'general'}")
 
+    # a set grows from another: given for a deck, a set gives its network for that deck
+    grown = checkpoint.write_policy_set(tmp_path / "grown", str(out), {"mono-red-burn": str(out)}, "test")
+    assert checkpoint.find(str(grown), "mono-red-burn").state["version"] == 9
+    assert checkpoint.find(str(grown), "white-weenie").state["version"] == 7
+
     again = magerl("policy-set", "--out", str(out), "--others", str(tmp_path / "general"),
                    "--deck", f"mono-red-burn={tmp_path / 'red'}")
     assert again.returncode == 2 and "exists" in again.stderr

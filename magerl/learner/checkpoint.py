@@ -211,12 +211,13 @@ def write_policy_set(out: Path, others: str, decks: dict[str, str], command: str
 
     Its recipe counts the others' compute in full and each deck's network's compute beyond
     its base: a deck network trained `--init-from` the others' checkpoint costs only its
-    own run. Raises ValueError for a checkpoint that does not load or an `out` that exists.
+    own run. A policy set given for a deck gives its network for that deck, so a set grows
+    from another. Raises ValueError for a checkpoint that does not load or an `out` that exists.
     """
     if out.exists():
         raise ValueError(f"{out} exists: give a new folder")
     specs = {OTHERS: others, **{f"deck-{deck}": spec for deck, spec in decks.items()}}
-    members = {name: find(spec) for name, spec in specs.items()}
+    members = {OTHERS: find(others), **{f"deck-{deck}": find(spec, deck) for deck, spec in decks.items()}}
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
