@@ -216,8 +216,8 @@ def write_policy_set(out: Path, others: str, decks: dict[str, str], command: str
     """
     if out.exists():
         raise ValueError(f"{out} exists: give a new folder")
-    specs = {OTHERS: others, **{f"deck-{deck}": spec for deck, spec in decks.items()}}
-    members = {OTHERS: find(others), **{f"deck-{deck}": find(spec, deck) for deck, spec in decks.items()}}
+    specs = {OTHERS: (others, None), **{f"deck-{deck}": (spec, deck) for deck, spec in decks.items()}}
+    members = {name: find(spec, deck) for name, (spec, deck) in specs.items()}
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -234,7 +234,7 @@ def write_policy_set(out: Path, others: str, decks: dict[str, str], command: str
                    for key in ("episodes", "seconds")}
         recipe = {
             "method": "one policy per deck",
-            "members": {name: {"checkpoint": str(members[name].path.resolve()), "given": specs[name], "recipe": recipes[name]}
+            "members": {name: {"checkpoint": str(members[name].path.resolve()), "given": specs[name][0], "recipe": recipes[name]}
                         for name in members},
             "compute": compute,
             "commands": [command],
