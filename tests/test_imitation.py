@@ -222,12 +222,16 @@ def test_shipped_policy_loads_with_its_recipe(engine, decks) -> None:
     assert ckpt.path == shipped / checkpoint.OTHERS  # a policy set: with no deck known, its others network
     red = checkpoint.find("default", "mono-red-burn")  # the burn deck's network, PPO on from the others'
     assert red.path.name == "deck-mono-red-burn" and red.state["recipe"]["base"]["recipe"] == ckpt.state["recipe"]
-    assert any("--policy-deck mono-red-burn" in c for c in red.state["recipe"]["commands"])
-    for member in (ckpt, red):
+    dimir = checkpoint.find("default", "dimir-control")  # dimir's, PPO on from the others' too
+    assert dimir.path.name == "deck-dimir-control" and dimir.state["recipe"]["base"]["recipe"] == ckpt.state["recipe"]
+    for deck, member in (("mono-red-burn", red), ("dimir-control", dimir)):
+        assert any(f"--policy-deck {deck}" in c for c in member.state["recipe"]["commands"])
+    for member in (ckpt, red, dimir):
         assert (member.path / "model.safetensors").stat().st_size < 4 * 2**20  # small enough to ship in the package
     whole = json.loads((shipped / checkpoint.SET_FILE).read_text())["recipe"]["compute"]
-    for key in ("episodes", "seconds"):  # the set's cost: the others' whole, the red network's own run on top
-        assert whole[key] == pytest.approx(ckpt.state["recipe"]["compute"][key] + red.state["recipe"]["compute"][f"ppo_{key}"])
+    for key in ("episodes", "seconds"):  # the set's cost: the others' whole, each deck network's own run on top
+        assert whole[key] == pytest.approx(ckpt.state["recipe"]["compute"][key] + sum(
+            member.state["recipe"]["compute"][f"ppo_{key}"] for member in (red, dimir)))
     recipe = ckpt.state["recipe"]  # PPO fine-tuning of a clone: its own cost plus the clone's
     assert recipe["method"] == "PPO from behaviour cloning" and recipe["ppo"]["gae_lambda"] == 0.95
     clone = recipe["base"]["recipe"]
