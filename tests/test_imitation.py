@@ -222,16 +222,18 @@ def test_shipped_policy_loads_with_its_recipe(engine, decks) -> None:
     assert ckpt.path == shipped / checkpoint.OTHERS  # a policy set: with no deck known, its others network
     red = checkpoint.find("default", "mono-red-burn")  # the burn deck's network, PPO on from the others'
     assert red.path.name == "deck-mono-red-burn" and red.state["recipe"]["base"]["recipe"] == ckpt.state["recipe"]
-    dimir = checkpoint.find("default", "dimir-control")  # dimir's, PPO on from the others' too
-    assert dimir.path.name == "deck-dimir-control" and dimir.state["recipe"]["base"]["recipe"] == ckpt.state["recipe"]
-    for deck, member in (("mono-red-burn", red), ("dimir-control", dimir)):
+    decks_own = {deck: checkpoint.find("default", deck) for deck in ("dimir-control", "white-weenie")}
+    members = [red, *decks_own.values()]  # dimir's and white's networks: PPO on from the others' too
+    for deck, member in (("mono-red-burn", red), *decks_own.items()):
+        assert member.path.name == f"deck-{deck}" and member.state["recipe"]["base"]["recipe"] == ckpt.state["recipe"]
         assert any(f"--policy-deck {deck}" in c for c in member.state["recipe"]["commands"])
-    for member in (ckpt, red, dimir):
+    assert checkpoint.find("default", "green-stompy").path == ckpt.path
+    for member in (ckpt, *members):
         assert (member.path / "model.safetensors").stat().st_size < 4 * 2**20  # small enough to ship in the package
     whole = json.loads((shipped / checkpoint.SET_FILE).read_text())["recipe"]["compute"]
     for key in ("episodes", "seconds"):  # the set's cost: the others' whole, each deck network's own run on top
         assert whole[key] == pytest.approx(ckpt.state["recipe"]["compute"][key] + sum(
-            member.state["recipe"]["compute"][f"ppo_{key}"] for member in (red, dimir)))
+            member.state["recipe"]["compute"][f"ppo_{key}"] for member in members))
     recipe = ckpt.state["recipe"]  # PPO fine-tuning of a clone: its own cost plus the clone's
     assert recipe["method"] == "PPO from behaviour cloning" and recipe["ppo"]["gae_lambda"] == 0.95
     clone = recipe["base"]["recipe"]
@@ -274,7 +276,7 @@ def test_train_hands_its_learner_the_start_and_learning_rate(tmp_path, monkeypat
                                       "--lr 5e-05 --gae-lambda 0.9")  # kept in the checkpoints' recipe
     assert main(["learner", "--checkpoint-dir", str(tmp_path / "ckpt"), "--gae-lambda", "1.5"]) == 2
     # the shipped policy is a set: a run on one of its decks continues that deck's network
-    for decks, member in (([], "others"), (["mono-red-burn"], "deck-mono-red-burn"), (["white-weenie"], "others")):
+    for decks, member in (([], "others"), (["mono-red-burn"], "deck-mono-red-burn"), (["green-stompy"], "others")):
         started.clear()
         assert main(["train", "--run-dir", str(tmp_path / "run"), "--updates", "1", "--init-from", "default",
                      *(f"--policy-deck={d}" for d in decks)]) == 0
