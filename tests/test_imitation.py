@@ -220,20 +220,18 @@ def test_shipped_policy_loads_with_its_recipe(engine, decks) -> None:
     shipped = checkpoint.shipped_policy()
     ckpt = checkpoint.find("default")
     assert ckpt.path == shipped / checkpoint.OTHERS  # a policy set: with no deck known, its others network
-    red = checkpoint.find("default", "mono-red-burn")  # the burn deck's network, PPO on from the others'
-    assert red.path.name == "deck-mono-red-burn" and red.state["recipe"]["base"]["recipe"] == ckpt.state["recipe"]
-    decks_own = {deck: checkpoint.find("default", deck) for deck in ("dimir-control", "white-weenie")}
-    members = [red, *decks_own.values()]  # dimir's and white's networks: PPO on from the others' too
-    for deck, member in (("mono-red-burn", red), *decks_own.items()):
+    # the burn, dimir and white decks' networks, each PPO on from the others' with its deck alone
+    members = {deck: checkpoint.find("default", deck) for deck in ("mono-red-burn", "dimir-control", "white-weenie")}
+    for deck, member in members.items():
         assert member.path.name == f"deck-{deck}" and member.state["recipe"]["base"]["recipe"] == ckpt.state["recipe"]
         assert any(f"--policy-deck {deck}" in c for c in member.state["recipe"]["commands"])
     assert checkpoint.find("default", "green-stompy").path == ckpt.path
-    for member in (ckpt, *members):
+    for member in (ckpt, *members.values()):
         assert (member.path / "model.safetensors").stat().st_size < 4 * 2**20  # small enough to ship in the package
     whole = json.loads((shipped / checkpoint.SET_FILE).read_text())["recipe"]["compute"]
     for key in ("episodes", "seconds"):  # the set's cost: the others' whole, each deck network's own run on top
         assert whole[key] == pytest.approx(ckpt.state["recipe"]["compute"][key] + sum(
-            member.state["recipe"]["compute"][f"ppo_{key}"] for member in members))
+            member.state["recipe"]["compute"][f"ppo_{key}"] for member in members.values()))
     recipe = ckpt.state["recipe"]  # PPO fine-tuning of a clone: its own cost plus the clone's
     assert recipe["method"] == "PPO from behaviour cloning" and recipe["ppo"]["gae_lambda"] == 0.95
     clone = recipe["base"]["recipe"]
