@@ -686,8 +686,7 @@ def cmd_play(args: argparse.Namespace) -> int:
         with _sigterm_as_interrupt():
             records = run_match(
                 cards, decks, agents, games=args.games, seed=args.seed, jobs=min(args.jobs, args.games), limits=limits,
-                progress=not args.json,
-            )
+            )  # progress goes to stderr, so --json's stdout stays one document
     except ValueError as exc:  # a bad agent spec
         raise UsageError(str(exc)) from exc
     report = summarize(records, agents, decks, seed=args.seed, jobs=args.jobs, seconds=time.perf_counter() - start)

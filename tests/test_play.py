@@ -74,6 +74,7 @@ def test_cli_play_json_with_two_processes() -> None:
                   "--agent", "engine:veryeasy", "--games", "4", "--jobs", "2", "--json")
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
+    assert "4/4 games" in proc.stderr  # progress on long matches, kept out of the JSON
     assert report["games"] == 4 and report["agents"] == ["random", "engine:veryeasy"]
     assert set(report["per_deck"][0]) == {"white-weenie", "green-stompy"}
     assert report["decisions"] > 0 and report["decisions_per_second"] > 0
