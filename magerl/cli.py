@@ -124,7 +124,7 @@ def _add_ladder(sub: Any) -> None:
     run.add_argument("--greedy", action="store_true", help="the policy takes its likeliest move (default: it samples)")
     run.add_argument("--out", metavar="FILE", help="write the report here as JSON")
     run.add_argument("--resume", action="store_true",
-                     help="keep the opponents already in --out (same checkpoint and settings); play the rest")
+                     help="keep every opponent already in --out (same checkpoint and settings); play the others")
     _add_card_db(run)
     run.set_defaults(func=cmd_ladder_run)
     plot = steps.add_parser("plot", help="PNG of win rate against training compute from ladder reports")

@@ -54,6 +54,10 @@ def test_ladder_report(tmp_path, cards, decks) -> None:
                          progress=False, resume={**report, "opponents": later},
                          on_opponent=lambda r: saves.append(list(r["opponents"])))
     assert saves == [["random", "engine:veryeasy"]] and list(resumed["opponents"]) == saves[0]
+    # a resume with another opponent adds its row and drops none of the report's
+    added = run_ladder(cards, chosen, path, opponents=("engine:veryeasy",), games=4, jobs=1, progress=False,
+                       resume={**report, "opponents": kept})
+    assert list(added["opponents"]) == ["random", "engine:veryeasy"] and added["opponents"]["random"] is kept["random"]
     with pytest.raises(ValueError, match="games_per_opponent"):
         run_ladder(cards, chosen, path, opponents=("random",), games=8, progress=False, resume=report)
 

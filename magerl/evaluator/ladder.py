@@ -56,8 +56,8 @@ def run_ladder(cards: CardDatabase, decks: list[Deck], checkpoint: Path, *, oppo
 
     `on_opponent` gets the report so far after each opponent: a long ladder that is
     stopped keeps what it has measured. `resume` is such an earlier report of the same
-    checkpoint and settings: its opponents are kept, not replayed (a ValueError names
-    the setting that differs).
+    checkpoint and settings: its opponents are kept, not replayed, those not in
+    `opponents` too, ahead of them (a ValueError names the setting that differs).
     """
     policy = f"{'greedy' if greedy else 'policy'}:{checkpoint}"
     entries: dict[str, Any] = {}
@@ -79,7 +79,8 @@ def run_ladder(cards: CardDatabase, decks: list[Deck], checkpoint: Path, *, oppo
                                  f"this ladder's is {report[key]!r}")
     first = None if policy_decks is None else [report["decks"].index(name) for name in policy_decks]
     kept = (resume or {}).get("opponents", {})
-    entries.update((o, kept[o]) for o in opponents if o in kept)  # in every save: a stop loses none of them
+    order = [o for o in kept if o not in opponents] + list(opponents)  # a resume adds rows, never drops one
+    entries.update((o, kept[o]) for o in order if o in kept)  # in every save: a stop loses none of them
     for opponent in opponents:
         if opponent in kept:
             continue
@@ -96,7 +97,7 @@ def run_ladder(cards: CardDatabase, decks: list[Deck], checkpoint: Path, *, oppo
             "decision_ms": {"policy": match.decision_ms[0], "opponent": match.decision_ms[1]},
             "seconds": round(match.seconds, 1), "target": TARGETS.get(opponent),
         }
-        report["opponents"] = entries = {o: entries[o] for o in opponents if o in entries}  # ladder order
+        report["opponents"] = entries = {o: entries[o] for o in order if o in entries}
         report["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         if on_opponent:
             on_opponent(report)
