@@ -159,6 +159,9 @@ def _add_imitate(sub: Any) -> None:
     rec.add_argument("--seed", type=int, default=1)
     rec.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     rec.add_argument("--deck", action="append", metavar="DECK", help="decks (default: the standard decks)")
+    rec.add_argument("--teacher-deck", action="append", metavar="DECK",
+                     help="the teacher plays only this deck (repeatable), against every deck, and only its play "
+                     "is recorded: data for one deck's network (default: every deck)")
     _add_card_db(rec)
     rec.set_defaults(func=cmd_imitate_record)
     fit = steps.add_parser("fit", help="train a policy on recorded teacher games and write a checkpoint")
@@ -459,7 +462,13 @@ def cmd_imitate_record(args: argparse.Namespace) -> int:
         raise UsageError("--games and --jobs must be at least 1, --epsilon within 0..1")
     cards = _load_cards(args.card_db)
     decks = _load_decks(args.deck, cards)
-    plan = teacher_games(args.teacher, mix, args.games, len(decks), args.seed, args.epsilon, args.explore)
+    names = [d.name for d in decks]
+    unknown = [d for d in args.teacher_deck or [] if d not in names]
+    if unknown:
+        raise UsageError(f"--teacher-deck {unknown[0]!r} is not among the decks: {', '.join(names)}")
+    teacher_decks = tuple(names.index(d) for d in args.teacher_deck or [])
+    plan = teacher_games(args.teacher, mix, args.games, len(decks), args.seed, args.epsilon, args.explore,
+                         teacher_decks)
     out = Path(args.out)
     from tqdm import tqdm
 
@@ -475,7 +484,7 @@ def cmd_imitate_record(args: argparse.Namespace) -> int:
         with tqdm(total=len(plan), unit="game", dynamic_ncols=True, disable=None) as bar:
             bar = bar if not bar.disable else None
             settings = {"teacher": args.teacher, "opponents": mix, "epsilon": args.epsilon, "explore": args.explore,
-                        "seed": args.seed, "decks": [d.name for d in decks]}
+                        "seed": args.seed, "decks": names, "teacher_decks": args.teacher_deck}
             totals = record(str(cards.path), {d.name: d.cards() for d in decks}, plan, out, jobs=min(args.jobs, args.games),
                             progress=tick, settings=settings)
     print(f"{out} now holds {totals['games']} games ({totals['aborted']} aborted), {totals['episodes']} episodes, "

@@ -111,6 +111,30 @@ def test_dagger_plays_the_explorers_moves_and_keeps_the_teachers_labels(tmp_path
     assert labels != played  # the untrained policy went its own way; the labels are still the teacher's
 
 
+def test_a_teacher_deck_puts_the_teacher_on_it_and_records_only_its_play(tmp_path, cards, decks) -> None:
+    """Data for one deck's network: the teacher plays that deck against every deck, and a
+    mirror game records only the seat that plays it."""
+    plan = imitation.teacher_games("engine:easy", {"engine:easy": 1.0, "random": 1.0}, 40, 4, seed=9, epsilon=0.0,
+                                   teacher_decks=(2,))
+    assert all(g.decks[g.teacher_seat] == 2 for g in plan)
+    assert {g.decks[1 - g.teacher_seat] for g in plan} == {0, 1, 2, 3} and {g.teacher_seat for g in plan} == {0, 1}
+    # without teacher decks the plan is what it always was: recordings stay reproducible from their seeds
+    assert [g.decks for g in imitation.teacher_games("engine:easy", {"random": 1.0}, 3, 4, 9, 0.0)] == [
+        (2, 2), (0, 2), (0, 2)]
+
+    mirror = TeacherGame(seed=4, teacher="engine:easy", opponent="engine:easy", epsilon=0.0, decks=(1, 0),
+                         teacher_seat=0, teacher_decks=(0,))
+    totals = record(str(cards.path), {d: decks[d].cards() for d in DECKS}, [mirror], tmp_path / "one.bin", jobs=1)
+    [episode] = list(read_episodes(tmp_path / "one.bin"))
+    assert totals["episodes"] == 1 and totals["decisions"] == episode.length > 0
+    both = TeacherGame(seed=4, teacher="engine:easy", opponent="engine:easy", epsilon=0.0, decks=(1, 0),
+                       teacher_seat=0)
+    record(str(cards.path), {d: decks[d].cards() for d in DECKS}, [both], tmp_path / "two.bin", jobs=1)
+    seats = list(read_episodes(tmp_path / "two.bin"))
+    assert len(seats) == 2  # seats in order: the one kept above is seat 1's, which plays deck 0
+    assert list(episode.arrays["actions"]) == list(seats[1].arrays["actions"]) != list(seats[0].arrays["actions"])
+
+
 def test_read_stops_at_a_torn_frame_and_rejects_garbage(recorded, tmp_path) -> None:
     out, _ = recorded
     data = out.read_bytes()
@@ -208,6 +232,7 @@ def test_cli_record_fit_then_play_the_policy(tmp_path) -> None:
     for args, message in ((("record", "--out", str(data), "--teacher", "random"), "engine:DIFFICULTY"),
                           (("record", "--out", str(data), "--opponents", "random"), "AGENT=WEIGHT"),
                           (("record", "--out", str(data), "--explore", "policy:/nowhere"), "no checkpoint found"),
+                          (("record", "--out", str(data), "--teacher-deck", "mono-blue"), "--teacher-deck 'mono-blue'"),
                           (("fit", "--data", str(data), "--out", str(tmp_path), "--init-from", "/nowhere"),
                            "--init-from"),
                           (("fit", "--data", str(tmp_path / "missing.bin"), "--out", str(tmp_path)), "missing.bin")):

@@ -47,6 +47,7 @@ class TeacherGame:
     decks: tuple[int, int]
     teacher_seat: int
     explorer: str = "random"  # a policy here is DAgger: the teacher labels the states the policy reaches
+    teacher_decks: tuple[int, ...] = ()  # the decks whose play is recorded; () records every deck
 
 
 _proc: dict[str, Any] = {}
@@ -76,7 +77,8 @@ def play_teacher_game(game: TeacherGame) -> tuple[list[bytes], dict[str, Any]]:
         agents[game.teacher_seat] = teacher
         opponent_deck = _deck_name(game, 1 - game.teacher_seat)
         agents[1 - game.teacher_seat] = make_agent(game.opponent, seed=game.seed, deck=opponent_deck)
-    recorded = (0, 1) if mirror else (game.teacher_seat,)
+    recorded = tuple(seat for seat in ((0, 1) if mirror else (game.teacher_seat,))
+                     if not game.teacher_decks or game.decks[seat] in game.teacher_decks)
     explorer = (make_agent(game.explorer, seed=game.seed + 1, deck=_deck_name(game, game.teacher_seat))
                 if game.epsilon else None)
     decks = _proc["decks"]
@@ -116,16 +118,24 @@ def play_teacher_game(game: TeacherGame) -> tuple[list[bytes], dict[str, Any]]:
 
 
 def teacher_games(teacher: str, opponents: dict[str, float], games: int, n_decks: int, seed: int,
-                  epsilon: float, explorer: str = "random") -> list[TeacherGame]:
-    """`games` games against opponents drawn from the mix, decks and seats drawn evenly."""
+                  epsilon: float, explorer: str = "random", teacher_decks: tuple[int, ...] = ()) -> list[TeacherGame]:
+    """`games` games against opponents drawn from the mix, decks and seats drawn evenly.
+
+    With `teacher_decks` the teacher's seat plays one of them (drawn evenly) against any
+    deck, and only those decks' play is recorded: data for one deck's network.
+    """
     rng = random.Random(seed)
     names = list(opponents)
-    return [
-        TeacherGame(seed=seed + i, teacher=teacher, opponent=rng.choices(names, [opponents[n] for n in names])[0],
-                    epsilon=epsilon, decks=(rng.randrange(n_decks), rng.randrange(n_decks)), teacher_seat=i % 2,
-                    explorer=explorer)
-        for i in range(games)
-    ]
+    plan = []
+    for i in range(games):
+        opponent = rng.choices(names, [opponents[n] for n in names])[0]
+        decks = [rng.randrange(n_decks), rng.randrange(n_decks)]
+        if teacher_decks:
+            decks[i % 2] = rng.choice(teacher_decks)
+        plan.append(TeacherGame(seed=seed + i, teacher=teacher, opponent=opponent, epsilon=epsilon,
+                                decks=(decks[0], decks[1]), teacher_seat=i % 2, explorer=explorer,
+                                teacher_decks=teacher_decks))
+    return plan
 
 
 def record(card_data: str, decks: dict[str, list[str]], plan: list[TeacherGame], out: Path, *, jobs: int,
