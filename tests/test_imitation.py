@@ -206,7 +206,8 @@ def test_cli_record_fit_then_play_the_policy(tmp_path) -> None:
     ckpt = checkpoint.find(str(tmp_path / "bc"))
     [recording] = ckpt.state["recipe"]["recordings"]
     assert recording["runs"] == [{"teacher": "engine:veryeasy", "opponents": {"random": 1.0}, "epsilon": 0.05,
-                                  "explore": "random", "seed": 1, "decks": list(DECKS), "games": 2, "jobs": 2}]
+                                  "explore": "random", "seed": 1, "decks": list(DECKS), "teacher_decks": None,
+                                  "games": 2, "jobs": 2}]
     compute = ckpt.state["recipe"]["compute"]
     assert compute["episodes"] == 2 and compute["decisions"] > 0 and compute["seconds"] > compute["fit_seconds"] > 0
     assert ckpt.state["recipe"]["teacher"] == ["engine:veryeasy"]
