@@ -337,6 +337,13 @@ def _load_decks(specs: list[str] | None, cards: CardDatabase) -> list[Deck]:
     return decks
 
 
+def _check_among(option: str, names: list[str] | None, decks: list[Deck], which: str = "decks") -> None:
+    """An option naming some of the decks played (one seat's): an unknown name is refused, with the choices."""
+    unknown = [name for name in names or [] if name not in {deck.name for deck in decks}]
+    if unknown:
+        raise UsageError(f"{option} {unknown[0]!r} is not among the {which}: {', '.join(d.name for d in decks)}")
+
+
 def _decks_checked(specs: list[str] | None, card_db: str | None) -> list[str]:
     """Deck specs for a service, validated before any process starts."""
     _load_decks(specs, _load_cards(card_db))
@@ -463,9 +470,7 @@ def cmd_imitate_record(args: argparse.Namespace) -> int:
     cards = _load_cards(args.card_db)
     decks = _load_decks(args.deck, cards)
     names = [d.name for d in decks]
-    unknown = [d for d in args.teacher_deck or [] if d not in names]
-    if unknown:
-        raise UsageError(f"--teacher-deck {unknown[0]!r} is not among the decks: {', '.join(names)}")
+    _check_among("--teacher-deck", args.teacher_deck, decks)
     teacher_decks = tuple(names.index(d) for d in args.teacher_deck or [])
     plan = teacher_games(args.teacher, mix, args.games, len(decks), args.seed, args.epsilon, args.explore,
                          teacher_decks)
@@ -583,9 +588,7 @@ def cmd_ladder_run(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from exc
     cards = _load_cards(args.card_db)
     decks = _load_decks(args.deck, cards)
-    unknown = [d for d in args.policy_deck or [] if d not in {deck.name for deck in decks}]
-    if unknown:
-        raise UsageError(f"--policy-deck {unknown[0]!r} is not among the ladder's decks: {', '.join(d.name for d in decks)}")
+    _check_among("--policy-deck", args.policy_deck, decks, "ladder's decks")
     out = Path(args.out) if args.out else None
     if args.resume and not out:
         raise UsageError("--resume needs --out: the report to continue")
