@@ -1,4 +1,5 @@
-"""A game runner's choice of decks: the learning seat can be given its own decks."""
+"""A game runner: its choice of decks (the learning seat can be given its own), and the policy
+version its episodes carry."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from unittest.mock import Mock
 
 import pytest
 
+from magerl.game.agents import RandomAgent
+from magerl.model.network import PolicyNet
 from magerl.worker.runner import Runner, RunnerConfig
 
 ALL = ["dimir-control", "green-stompy", "mono-red-burn", "white-weenie"]
@@ -53,3 +56,22 @@ def test_an_unknown_policy_deck_is_a_usage_error(command: str) -> None:
     proc = subprocess.run([sys.executable, "-m", "magerl.cli", command, "--policy-deck", "no-such-deck"],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "no-such-deck" in proc.stderr
+
+
+def test_an_episode_carries_the_version_that_played_it_when_new_weights_arrive_mid_game() -> None:
+    runner = Runner(0, RunnerConfig("tcp://127.0.0.1:1", "tcp://127.0.0.1:2", decks=ALL,
+                                    opponents={"random": 1.0}), Mock(), Mock())
+    runner.model, runner.version = PolicyNet().eval(), 3
+
+    def newer_weights(timeout_ms: int = 0) -> None:  # as if the learner published during the game
+        runner.version += 1
+
+    runner.poll_weights = newer_weights  # type: ignore[method-assign]
+    try:
+        episodes = runner.play_game("random", RandomAgent(0), 0, (runner.decks[1], runner.decks[1]), seed=1)
+    finally:
+        runner.sender.close()
+        runner.weights.close()
+        runner.ctx.term()
+    assert len(episodes) == 1 and len(episodes[0].arrays["versions"]) > 32  # long enough for a poll
+    assert set(episodes[0].arrays["versions"].tolist()) == {3}

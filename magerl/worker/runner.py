@@ -62,7 +62,6 @@ class RunnerConfig:
     seed: int = 0
     snapshot_every: int = 10  # keep a past policy every this many versions
     snapshots: int = 5
-    weights_poll_decisions: int = 32
 
 
 class Runner:
@@ -128,7 +127,11 @@ class Runner:
 
     def play_game(self, opponent_name: str, opponent: Any, learner_seat: int, decks: tuple[list[str], list[str]],
                   seed: int) -> list[Episode]:
-        """One game of the current policy (both seats when `opponent` is None); its episodes."""
+        """One game of the current policy (both seats when `opponent` is None); its episodes.
+
+        The whole game is played with the weights it starts with, and its steps carry their
+        version: weights that arrive meanwhile wait for the next game, so the policy lag the
+        learner reports (`mage_policy_lag_versions`) is that of the policy that really acted."""
         assert self.model is not None
         learner = PolicyAgent(self.model, version=self.version, seed=seed, record=True)
         agents: list[Any] = [learner, learner]
@@ -144,9 +147,6 @@ class Runner:
                 if agent is learner:
                     steps[decision.seat].extend(learner.take_steps())
                     decisions += 1
-                    if decisions % self.config.weights_poll_decisions == 0:
-                        self.poll_weights()
-                        learner.version = self.version
                 session.choose(decision, index)
         except EngineError as exc:
             self.log.error("engine_error", kind=ENGINE_ERROR_KIND.get(exc.cause_type, "other"), component="engine",
