@@ -11,7 +11,11 @@ is timed on the same decisions, so a larger model's cost is a ratio measured sid
 decision on one core; the ratios (numpy to torch network, policy to engine AI, one
 network to another) are the figures that survive a noisy machine.
 
-    python bench/decision_latency.py [--policy default] [--versus PATH ...] [--games 4]
+With `--deck D` the policy plays D in every game (its own network, from a policy set),
+against each deck in turn: decision time grows with the board, so a slow deck's games
+are where the goal is tightest.
+
+    python bench/decision_latency.py [--policy default] [--versus PATH ...] [--games 4] [--deck D]
 """
 
 from __future__ import annotations
@@ -41,12 +45,14 @@ def main() -> None:
     parser.add_argument("--versus", action="append", default=[], metavar="POLICY",
                         help="another checkpoint whose network is timed on the same decisions")
     parser.add_argument("--games", type=int, default=4)
+    parser.add_argument("--deck", choices=DECKS, default=None,
+                        help="the policy plays this deck in every game (default: each deck in turn)")
     args = parser.parse_args()
     one_core()
     cards = CardDatabase.load(None)
     engine = cards.engine()
     decks = [load_deck(d, cards).cards() for d in DECKS]
-    model, version = _load(args.policy)
+    model, version = _load(args.policy, args.deck)
     agent = PolicyAgent(model, version=version, seed=0)
     others = {f"network (numpy) {name}": NumpyPolicy(_load(name)[0]) for name in args.versus}
     teacher = EngineAIAgent("easy")
@@ -55,7 +61,8 @@ def main() -> None:
                                                       "network (numpy)", "network (torch)", "engine:easy act()",
                                                       *others)}
     for game in range(args.games):
-        session = GameSession(engine, (decks[game % 4], decks[(game + 1) % 4]), seed=100 + game)
+        mine = decks[DECKS.index(args.deck)] if args.deck else decks[game % 4]
+        session = GameSession(engine, (mine, decks[(game + 1) % 4]), seed=100 + game)
         while (decision := session.next_decision()) is not None:
             if decision.seat == 1:
                 start = time.perf_counter()
@@ -91,7 +98,8 @@ def main() -> None:
                 parts[name].append(b - a)
             session.choose(decision, index)
     print(f"{len(parts['whole act()'])} policy decisions ({reused} reused the previous observation), "
-          f"{len(parts['engine:easy act()'])} engine:easy decisions, {args.games} games, 1 thread")
+          f"{len(parts['engine:easy act()'])} engine:easy decisions, {args.games} games, 1 thread"
+          + (f", the policy playing {args.deck}" if args.deck else ""))
     width = max(map(len, parts))
     for name, values in parts.items():
         ms = np.asarray(values) * 1000
