@@ -73,5 +73,5 @@ def test_an_episode_carries_the_version_that_played_it_when_new_weights_arrive_m
         runner.sender.close()
         runner.weights.close()
         runner.ctx.term()
-    assert len(episodes) == 1 and len(episodes[0].arrays["versions"]) > 32  # long enough for a poll
+    assert len(episodes) == 1 and len(episodes[0].arrays["versions"]) > 32  # long enough for weights to arrive
     assert set(episodes[0].arrays["versions"].tolist()) == {3}
