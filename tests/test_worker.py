@@ -33,9 +33,7 @@ def _seatings(policy_decks: list[str] | None, games: int = 200) -> list[tuple[st
         for _ in range(games):
             runner.play_one()
     finally:
-        runner.sender.close()
-        runner.weights.close()
-        runner.ctx.term()
+        runner.close()
     return played
 
 
@@ -70,8 +68,6 @@ def test_an_episode_carries_the_version_that_played_it_when_new_weights_arrive_m
     try:
         episodes = runner.play_game("random", RandomAgent(0), 0, (runner.decks[1], runner.decks[1]), seed=1)
     finally:
-        runner.sender.close()
-        runner.weights.close()
-        runner.ctx.term()
+        runner.close()
     assert len(episodes) == 1 and len(episodes[0].arrays["versions"]) > 32  # long enough for weights to arrive
     assert set(episodes[0].arrays["versions"].tolist()) == {3}

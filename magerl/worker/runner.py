@@ -181,6 +181,10 @@ class Runner:
             self.play_one()
             self.sender.flush()
             self.metrics.set_queue_depth("worker_outbox", len(self.sender.outbox))
+        self.close()
+
+    def close(self) -> None:
+        """Close the runner's sockets and its ZeroMQ context."""
         self.sender.close()
         self.weights.close()
         self.ctx.term()
