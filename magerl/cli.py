@@ -215,6 +215,8 @@ def _add_services(sub: Any) -> None:
     learner.add_argument("--checkpoint-every", type=int, default=10, help="updates between checkpoints (default 10)")
     learner.add_argument("--keep-checkpoints", type=int, default=3)
     learner.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda[:N]")
+    learner.add_argument("--threads", type=int, default=None,
+                         help="CPU threads for training (default: one per core); fewer where game runners share the cores")
     learner.add_argument("--lr", type=float, default=3e-4)
     learner.add_argument("--gae-lambda", type=float, default=None,
                          help="GAE lambda, 0 to 1: 1 credits every decision with its game's result, lower trusts the "
@@ -297,6 +299,8 @@ def cmd_learner(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from exc
     if args.gae_lambda is not None and not 0.0 <= args.gae_lambda <= 1.0:
         raise UsageError(f"--gae-lambda must be between 0 and 1, not {args.gae_lambda}")
+    if args.threads is not None and args.threads < 1:
+        raise UsageError(f"--threads must be at least 1, not {args.threads}")
     config = LearnerConfig(
         checkpoint_dir=Path(args.checkpoint_dir),
         episodes_address=f"tcp://{args.bind_host}:{args.episodes_port}",
@@ -308,6 +312,7 @@ def cmd_learner(args: argparse.Namespace) -> int:
         keep_checkpoints=args.keep_checkpoints,
         max_updates=args.max_updates,
         device=args.device,
+        threads=args.threads,
         seed=args.seed,
         init_from=args.init_from,
         command=args.recipe_command,
@@ -443,8 +448,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         evaluator += ["--opponent", opponent]
     from magerl.worker.supervisor import default_runners
 
+    runners = args.runners or default_runners()
+    # the runners play on all but the cores they leave; the learner trains on those (at least one)
+    learner += ["--threads", str(max(1, (os.cpu_count() or 1) - args.workers * runners))]
     options = TrainOptions(
-        run_dir=run_dir, workers=args.workers, runners=args.runners or default_runners(), updates=args.updates,
+        run_dir=run_dir, workers=args.workers, runners=runners, updates=args.updates,
         hours=args.hours, resume=args.resume, learner_args=learner, worker_args=worker, evaluator_args=evaluator,
     )
     try:

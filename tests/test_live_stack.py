@@ -103,7 +103,9 @@ def test_live_stack(tmp_path) -> None:
         learner_log = run_dir / "logs" / "learner.log"
         wait_until("an update and a checkpoint", lambda: events(learner_log, "checkpoint_saved"))
         wait_until("an evaluation", lambda: events(run_dir / "logs" / "evaluator.log", "evaluation"))
-        episodes_port = events(learner_log, "learner_ready")[0]["episodes_port"]
+        ready = events(learner_log, "learner_ready")[0]
+        assert ready["threads"] == max(1, (os.cpu_count() or 1) - 1)  # the cores the one runner leaves
+        episodes_port = ready["episodes_port"]
         ctx = zmq.Context()
         push = ctx.socket(zmq.PUSH)
         push.setsockopt(zmq.LINGER, 2000)

@@ -50,6 +50,7 @@ class LearnerConfig:
     max_policy_lag: int = 50
     inbox_episodes: int = 256
     device: str = "auto"
+    threads: int | None = None  # torch's CPU threads; None: torch's default (every core)
     seed: int = 0
     republish_seconds: float = 2.0
     init_from: str | None = None  # a checkpoint to start from when there is none to resume (e.g. behaviour cloning)
@@ -123,6 +124,10 @@ class Learner:
         self.device = torch.device(
             ("cuda" if torch.cuda.is_available() else "cpu") if config.device == "auto" else config.device
         )
+        if config.threads:
+            # where workers' runners share the machine, threads beyond the cores they leave do
+            # no work: they wait for busy cores and double the CPU an update costs (bench/learner_threads.py)
+            torch.set_num_threads(config.threads)
         torch.manual_seed(config.seed)
         self.rng = np.random.default_rng(config.seed)
         self.updates = 0
@@ -294,7 +299,7 @@ class Learner:
         receiver.start()
         self.publish()
         self.ready = True
-        self.log.info("learner_ready", device=str(self.device), version=self.version,
+        self.log.info("learner_ready", device=str(self.device), threads=torch.get_num_threads(), version=self.version,
                       episodes_port=self.receiver.port, weights_port=self.publisher.port)
         last_publish = time.monotonic()
         try:
