@@ -216,7 +216,8 @@ def _add_services(sub: Any) -> None:
     learner.add_argument("--keep-checkpoints", type=int, default=3)
     learner.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda[:N]")
     learner.add_argument("--threads", type=int, default=None,
-                         help="CPU threads for training (default: one per core); fewer where game runners share the cores")
+                         help="CPU threads for training (default: torch's, one per physical core, in a container the node's); "
+                              "fewer where game runners share the cores, or to a container's CPU limit")
     learner.add_argument("--lr", type=float, default=3e-4)
     learner.add_argument("--gae-lambda", type=float, default=None,
                          help="GAE lambda, 0 to 1: 1 credits every decision with its game's result, lower trusts the "

@@ -74,6 +74,13 @@ def test_the_guides_names_exist() -> None:
     assert find("Deployment", "grafana", stack)["spec"]["replicas"] == 2
 
 
+def test_the_learner_trains_on_the_cpus_its_limit_gives() -> None:
+    """torch counts the node's cores, not the pod's; a thread per node core would be throttled."""
+    learner = find("Deployment", "mage-learner", K8S / "gpu-deployment.yaml")["spec"]["template"]["spec"]["containers"][0]
+    args = learner["args"]
+    assert args[args.index("--threads") + 1] == learner["resources"]["limits"]["cpu"]
+
+
 def _containers(path: Path) -> list[dict]:
     out = []
     for o in objects(path):

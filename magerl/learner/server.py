@@ -50,7 +50,7 @@ class LearnerConfig:
     max_policy_lag: int = 50
     inbox_episodes: int = 256
     device: str = "auto"
-    threads: int | None = None  # torch's CPU threads; None: torch's default (every core)
+    threads: int | None = None  # torch's CPU threads; None: torch's default (a thread per physical core)
     seed: int = 0
     republish_seconds: float = 2.0
     init_from: str | None = None  # a checkpoint to start from when there is none to resume (e.g. behaviour cloning)
