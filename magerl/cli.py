@@ -222,6 +222,9 @@ def _add_services(sub: Any) -> None:
     learner.add_argument("--gae-lambda", type=float, default=None,
                          help="GAE lambda, 0 to 1: 1 credits every decision with its game's result, lower trusts the "
                          "value head for nearer credit (default 0.95)")
+    learner.add_argument("--ppo-epochs", type=int, default=None,
+                         help="passes over each batch per update: more moves the policy further per game played "
+                         "(default 2)")
     learner.add_argument("--seed", type=int, default=0)
     learner.add_argument("--init-from", metavar="PATH", default=None,
                          help="start from this checkpoint's weights (e.g. a behaviour-cloned policy, or 'default' "
@@ -273,6 +276,8 @@ def _add_services(sub: Any) -> None:
     train.add_argument("--max-samples-per-batch", type=int, default=None)
     train.add_argument("--lr", type=float, default=None, help="the learner's learning rate (default: magerl learner's)")
     train.add_argument("--gae-lambda", type=float, default=None, help="the learner's GAE lambda (default: magerl learner's)")
+    train.add_argument("--ppo-epochs", type=int, default=None,
+                       help="the learner's passes over each batch (default: magerl learner's)")
     train.add_argument("--checkpoint-every", type=int, default=10)
     train.add_argument("--eval-every", type=int, default=20, help="updates between evaluations (default 20)")
     train.add_argument("--eval-games", type=int, default=8, help="games per opponent per evaluation (default 8)")
@@ -302,12 +307,15 @@ def cmd_learner(args: argparse.Namespace) -> int:
         raise UsageError(f"--gae-lambda must be between 0 and 1, not {args.gae_lambda}")
     if args.threads is not None and args.threads < 1:
         raise UsageError(f"--threads must be at least 1, not {args.threads}")
+    if args.ppo_epochs is not None and args.ppo_epochs < 1:
+        raise UsageError(f"--ppo-epochs must be at least 1, not {args.ppo_epochs}")
     config = LearnerConfig(
         checkpoint_dir=Path(args.checkpoint_dir),
         episodes_address=f"tcp://{args.bind_host}:{args.episodes_port}",
         weights_address=f"tcp://{args.bind_host}:{args.weights_port}",
         model=ModelConfig(args.d_model, args.layers, args.heads),
-        ppo=PPOConfig(lr=args.lr, gae_lambda=PPOConfig.gae_lambda if args.gae_lambda is None else args.gae_lambda),
+        ppo=PPOConfig(lr=args.lr, gae_lambda=PPOConfig.gae_lambda if args.gae_lambda is None else args.gae_lambda,
+                      epochs=args.ppo_epochs or PPOConfig.epochs),
         max_samples_per_batch=cap,
         checkpoint_every=args.checkpoint_every,
         keep_checkpoints=args.keep_checkpoints,
@@ -429,6 +437,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         learner += ["--lr", str(args.lr)]
     if args.gae_lambda is not None:
         learner += ["--gae-lambda", str(args.gae_lambda)]
+    if args.ppo_epochs is not None:
+        learner += ["--ppo-epochs", str(args.ppo_epochs)]
     if args.init_from:
         from magerl.learner.checkpoint import find
 
