@@ -250,7 +250,7 @@ class Learner:
         return before if before.startswith("PPO from") else f"PPO from {before}"
 
     def save(self) -> None:
-        seconds = round(self.seconds_before + time.monotonic() - self.started, 1)
+        seconds = round(self.seconds_before + time.monotonic() - self.started, 3)  # ms: a short run is not 0
         try:
             path = checkpoint.save(
                 self.config.checkpoint_dir, self.updates, self.model, self.optimizer,
