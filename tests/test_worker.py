@@ -71,3 +71,16 @@ def test_an_episode_carries_the_version_that_played_it_when_new_weights_arrive_m
         runner.close()
     assert len(episodes) == 1 and len(episodes[0].arrays["versions"]) > 32  # long enough for weights to arrive
     assert set(episodes[0].arrays["versions"].tolist()) == {3}
+
+
+def test_against_itself_only_the_seats_playing_the_policys_decks_learn() -> None:
+    runner = Runner(0, RunnerConfig("tcp://127.0.0.1:1", "tcp://127.0.0.1:2", decks=ALL,
+                                    opponents={"self": 1.0}, policy_decks=["mono-red-burn"]), Mock(), Mock())
+    runner.model, runner.version = PolicyNet().eval(), 0
+    red, green = runner.policy_decks[0], runner.decks[ALL.index("green-stompy")]
+    try:
+        against_green = runner.play_game("self", None, 1, (green, red), seed=2)
+        mirror = runner.play_game("self", None, 0, (red, runner.decks[ALL.index("mono-red-burn")]), seed=3)
+    finally:
+        runner.close()
+    assert len(against_green) == 1 and len(mirror) == 2

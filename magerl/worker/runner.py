@@ -129,6 +129,10 @@ class Runner:
                   seed: int) -> list[Episode]:
         """One game of the current policy (both seats when `opponent` is None); its episodes.
 
+        In a game against itself the other seat's episode is kept only when that seat plays
+        one of the policy's decks: a network trained for one deck (`policy_decks`) should not
+        learn from its games with the opponents' decks.
+
         The whole game is played with the weights it starts with, and its steps carry their
         version: weights that arrive meanwhile wait for the next game, so the policy lag the
         learner reports (`mage_policy_lag_versions`) is that of the policy that really acted."""
@@ -156,7 +160,9 @@ class Runner:
             self.metrics.record_episode_aborted(result.aborted)
             return []
         self.metrics.record_episode_completed(self.index, seconds=result.seconds, turns=result.turns, decisions=decisions)
-        seats = (0, 1) if opponent is None else (learner_seat,)
+        seats = [learner_seat]
+        if opponent is None and decks[1 - learner_seat] in self.policy_decks:
+            seats = [0, 1]
         return [self._episode(steps[s], s, result.winner, opponent_name, result.turns) for s in seats if steps[s]]
 
     def _episode(self, steps: list, seat: int, winner: int | None, opponent: str, turns: int) -> Episode:
