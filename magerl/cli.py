@@ -242,8 +242,8 @@ def _add_services(sub: Any) -> None:
                         help="game-runner processes (default: $NUM_GAME_RUNNERS, else CPU count - 1, at least 1)")
     worker.add_argument("--deck", action="append", metavar="DECK", help="decks to draw from (default: the standard decks)")
     worker.add_argument("--policy-deck", action="append", metavar="DECK",
-                        help="decks the learning policy's seat draws from; the opponent's still come from --deck "
-                        "(default: those of --deck)")
+                        help="decks the learning policy's seat draws from; the opponent's still come from --deck, and "
+                        "against itself the other seat learns only when it plays one of these (default: those of --deck)")
     worker.add_argument("--opponents", default=None, metavar="MIX",
                         help="opponent weights, e.g. self=0.4,snapshot=0.2,engine:easy=0.2,engine:medium=0.2 "
                         "(an engine:DIFFICULTY weight is required)")
