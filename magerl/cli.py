@@ -134,7 +134,8 @@ def _add_ladder(sub: Any) -> None:
     compare = steps.add_parser("compare", help="two checkpoints' win rates and their difference, with 95%% intervals",
                                description="For each opponent both ladder reports played: A's and B's win rates "
                                "and A − B with its 95% interval; 'A ahead' or 'B ahead' only where the interval "
-                               "excludes 0.")
+                               "excludes 0. Ladders of the same seeds and decks are compared game by game "
+                               "('paired'), which counts that both checkpoints tend to win the same games.")
     compare.add_argument("reports", nargs=2, metavar="REPORT", help="two ladder JSON reports: A, then B")
     compare.set_defaults(func=cmd_ladder_compare)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from magerl.evaluator.ladder import difference, format_ladder, run_ladder, training_of
+from magerl.evaluator.ladder import difference, format_ladder, paired_difference, run_ladder, training_of
 from magerl.game.agents import make_agent
 from magerl.game.play import run_match, wilson
 from magerl.learner import checkpoint
@@ -34,6 +34,9 @@ def test_ladder_report(tmp_path, cards, decks) -> None:
         assert entry["games"] == 4 and entry["wins"] + entry["losses"] + entry["draws"] + entry["aborted"] == 4
         assert entry["decision_ms"]["policy"] > 0 and entry["decision_ms"]["opponent"] > 0
         assert set(entry["per_deck"]) == {"white-weenie", "green-stompy"}
+        outcomes = entry["outcomes"]  # each game's, in schedule order: what `compare` pairs
+        assert len(outcomes) == 4 and set(outcomes) <= set("WLDA")
+        assert [outcomes.count(c) for c in "WLDA"] == [entry[k] for k in ("wins", "losses", "draws", "aborted")]
     assert report["opponents"]["random"]["target"] == 0.95
     assert report["opponents"]["engine:veryeasy"]["target"] is None
     text = format_ladder(report)
@@ -142,9 +145,43 @@ def test_compare_two_ladders(tmp_path) -> None:
     assert proc.returncode == 0, proc.stderr
     rows = {line.split()[0]: line for line in proc.stdout.splitlines()[3:]}
     assert set(rows) == {"random", "engine:easy"}  # only the opponents both played
-    assert rows["random"].endswith("A ahead") and rows["engine:easy"].endswith("not separated")
+    assert rows["random"].endswith("A ahead, unpaired") and rows["engine:easy"].endswith("not separated, unpaired")
     bad = magerl("ladder", "compare", str(a), str(tmp_path / "missing.json"))
     assert bad.returncode == 2 and "missing.json" in bad.stderr
+
+
+def test_paired_difference() -> None:
+    # Altman et al., Statistics with Confidence (2000), table 6.2: 14 both, 5 only A, 0 only B,
+    # 22 neither; Newcombe's paired method 10 gives 0.122 [0.011, 0.226] there.
+    a, b = "W" * 14 + "W" * 5 + "L" * 22, "W" * 14 + "L" * 5 + "L" * 22
+    d, low, high = paired_difference(a, b)
+    assert (round(d, 3), round(low, 3), round(high, 3)) == (0.122, 0.011, 0.226)
+    # a game aborted on either side is left out of both; draws are games not won
+    assert paired_difference(a + "AW", b + "WA") == (d, low, high)
+    assert paired_difference("WD", "DW") == paired_difference("WL", "LW")
+    with pytest.raises(ValueError, match="not the same schedule"):
+        paired_difference("WL", "W")
+
+
+def test_compare_pairs_the_games_of_one_schedule(tmp_path) -> None:
+    """Two checkpoints that win and lose mostly the same games: paired, 12 points apart is a
+    difference; counted as independent games, it is not."""
+    def report(name: str, outcomes: str, seed: int = 40000) -> Path:
+        wins, n = outcomes.count("W"), len(outcomes)
+        entry = {"win_rate": wins / n, "ci95": list(wilson(wins, n)), "games": n, "outcomes": outcomes}
+        path = tmp_path / f"{name}-{seed}.json"
+        path.write_text(json.dumps({"checkpoint": name, "decision_rule": "sample", "seed": seed,
+                                    "decks": ["white-weenie"], "opponents": {"engine:easy": entry}}))
+        return path
+
+    a = "W" * 60 + "W" * 14 + "L" * 2 + "L" * 24  # 74 of 100
+    b = "W" * 60 + "L" * 14 + "W" * 2 + "L" * 24  # 62 of 100, the same 60 won
+    paired = magerl("ladder", "compare", str(report("a", a)), str(report("b", b)))
+    assert paired.returncode == 0, paired.stderr
+    assert paired.stdout.splitlines()[-1].endswith("A ahead, paired")
+    unpaired = magerl("ladder", "compare", str(report("a", a)), str(report("b", b, seed=50000)))
+    assert "different seeds" in unpaired.stdout
+    assert unpaired.stdout.splitlines()[-1].endswith("not separated, unpaired")
 
 
 def test_published_ladder_reports_are_of_the_shipped_policy() -> None:

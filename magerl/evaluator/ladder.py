@@ -3,11 +3,12 @@
 Each opponent gets the same schedule `magerl play` uses: every pairing of the standard
 decks, both deck assignments and both seats, in a fixed cycle (24 games with four decks),
 on seeds disjoint from any the training recipes use. Win rates count finished games
-only, with 95% Wilson intervals; aborted games are reported beside them. Each agent's
-time to choose is measured in the same games, so the policy's decision latency sits
-beside the engine AI's. Reports are JSON; `plot` draws win rate against the training
-compute recorded in each checkpoint, and `compare` says whether one checkpoint beats
-another by more than the noise of the games played.
+only, with 95% Wilson intervals; aborted games are reported beside them, and each
+game's outcome is kept in schedule order. Each agent's time to choose is measured in the
+same games, so the policy's decision latency sits beside the engine AI's. Reports are
+JSON; `plot` draws win rate against the training compute recorded in each checkpoint,
+and `compare` says whether one checkpoint beats another by more than the noise of the
+games played: game by game where both played the same schedule.
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ from typing import Any, Callable
 
 from magerl.game.cards import CardDatabase
 from magerl.game.decks import Deck
-from magerl.game.play import run_match, summarize
+from magerl.game.play import run_match, summarize, wilson
 from magerl.game.session import Limits
 
+OUTCOME = {0: "W", 1: "L", None: "D"}  # by winning agent; "A": aborted
 LADDER = ("random", "engine:veryeasy", "engine:easy", "engine:medium", "engine:hard")
 TARGETS = {"random": 0.95, "engine:easy": 0.70, "engine:medium": 0.50, "engine:hard": 0.55}
 DEFAULT_SEED = 20_000  # training recipes play seeds below this
@@ -96,6 +98,7 @@ def run_ladder(cards: CardDatabase, decks: list[Deck], checkpoint: Path, *, oppo
             "games": overall["games"], "per_deck": match.per_deck[0], "mean_turns": match.mean_turns,
             "decision_ms": {"policy": match.decision_ms[0], "opponent": match.decision_ms[1]},
             "seconds": round(match.seconds, 1), "target": TARGETS.get(opponent),
+            "outcomes": "".join("A" if r.result.aborted else OUTCOME[r.winner_agent] for r in records),
         }
         report["opponents"] = entries = {o: entries[o] for o in order if o in entries}
         report["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
@@ -122,24 +125,59 @@ def format_ladder(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def difference(a: dict[str, Any], b: dict[str, Any]) -> tuple[float, float, float]:
-    """A's win rate minus B's, with a 95% interval (Newcombe's hybrid score interval).
+def difference(a: dict[str, Any], b: dict[str, Any], paired: bool = False) -> tuple[float, float, float]:
+    """A's win rate minus B's, with a 95% interval (Newcombe's hybrid score intervals).
 
-    Built from each side's Wilson interval, it stays sound near 0% and 100% where the
-    usual ± 1.96 standard errors does not. It treats the two ladders' games as
-    independent; on the same seeds they share the opening shuffles, a positive
-    correlation that only makes the true interval narrower, so one that excludes 0
-    here is a difference the games show, not noise.
+    Built from each side's Wilson interval, they stay sound near 0% and 100% where the
+    usual ± 1.96 standard errors does not. `paired`: the two ladders played the same
+    schedule (seeds, decks, seats), so their `outcomes` are compared game by game, over
+    the games both finished (`paired_difference`); otherwise the games count as
+    independent (Newcombe's method 10 for independent proportions), an interval that is
+    too wide whenever the two checkpoints tend to win and lose the same games.
     """
+    if paired:
+        return paired_difference(a["outcomes"], b["outcomes"])
     (pa, (la, ua)), (pb, (lb, ub)) = (a["win_rate"], a["ci95"]), (b["win_rate"], b["ci95"])
     d = pa - pb
     return d, d - math.hypot(pa - la, ub - pb), d + math.hypot(ua - pa, pb - lb)
 
 
+def paired_difference(a: str, b: str) -> tuple[float, float, float]:
+    """A's win rate minus B's over the games both finished, from two `outcomes` strings of one
+    schedule: Newcombe's (1998) paired method 10, the Wilson intervals of both rates joined
+    with the (continuity-corrected) correlation of the two checkpoints' results game by game.
+
+    Games that share a seed share the shuffles, the first player and the deck pairing, so
+    results go together; counting that is what makes this interval narrower than the
+    unpaired one when they do."""
+    if len(a) != len(b):
+        raise ValueError(f"outcomes of {len(a)} and {len(b)} games: not the same schedule")
+    both = [(x == "W", y == "W") for x, y in zip(a, b) if "A" not in (x, y)]
+    n = len(both)
+    if n == 0:
+        return 0.0, -1.0, 1.0
+    e = sum(x and y for x, y in both)  # both won
+    f = sum(x and not y for x, y in both)  # only A won
+    g = sum(y and not x for x, y in both)  # only B won
+    h = n - e - f - g
+    pa, pb = (e + f) / n, (e + g) / n
+    (la, ua), (lb, ub) = wilson(e + f, n), wilson(e + g, n)
+    margins = (e + f) * (g + h) * (e + g) * (f + h)
+    cross = e * h - f * g
+    corrected = cross - n / 2 if cross > n / 2 else min(cross, 0)
+    phi = corrected / math.sqrt(margins) if margins else 0.0
+    d = pa - pb
+    low = d - math.sqrt(max(0.0, (pa - la) ** 2 - 2 * phi * (pa - la) * (ub - pb) + (ub - pb) ** 2))
+    high = d + math.sqrt(max(0.0, (pb - lb) ** 2 - 2 * phi * (pb - lb) * (ua - pa) + (ua - pa) ** 2))
+    return d, low, high
+
+
 def format_comparison(a: dict[str, Any], b: dict[str, Any]) -> str:
-    """Each opponent both reports played: both win rates and their difference with its interval."""
+    """Each opponent both reports played: both win rates and their difference with its interval,
+    game by game where both reports played the same schedule and kept each game's outcome."""
     lines = [f"A: {a['checkpoint']} ({a['decision_rule']})", f"B: {b['checkpoint']} ({b['decision_rule']})"]
-    if (a["seed"], a["decks"], a.get("policy_decks")) != (b["seed"], b["decks"], b.get("policy_decks")):
+    same = (a["seed"], a["decks"], a.get("policy_decks")) == (b["seed"], b["decks"], b.get("policy_decks"))
+    if not same:
         lines.append("note: the ladders played different seeds or decks")
     lines.append(f"{'opponent':<18}{'A (games)':>14}{'B (games)':>14}   A − B   95% CI")
     shared = [o for o in a["opponents"] if o in b["opponents"]]
@@ -147,10 +185,11 @@ def format_comparison(a: dict[str, Any], b: dict[str, Any]) -> str:
         ea, eb = a["opponents"][name], b["opponents"][name]
         if ea["win_rate"] is None or eb["win_rate"] is None:
             continue
-        d, low, high = difference(ea, eb)
+        paired = same and len(ea.get("outcomes", "")) == len(eb.get("outcomes", "")) > 0
+        d, low, high = difference(ea, eb, paired=paired)
         verdict = "A ahead" if low > 0 else "B ahead" if high < 0 else "not separated"
         lines.append(f"{name:<18}{ea['win_rate']:>8.1%} ({ea['games']:>3}){eb['win_rate']:>8.1%} ({eb['games']:>3})"
-                     f"   {d:+6.1%}  [{low:+.1%}, {high:+.1%}]  {verdict}")
+                     f"   {d:+6.1%}  [{low:+.1%}, {high:+.1%}]  {verdict}, {'paired' if paired else 'unpaired'}")
     if not shared:
         lines.append("(no opponent in both reports)")
     return "\n".join(lines)
