@@ -246,12 +246,13 @@ def test_shipped_policy_loads_with_its_recipe(engine, decks) -> None:
     shipped = checkpoint.shipped_policy()
     ckpt = checkpoint.find("default")
     assert ckpt.path == shipped / checkpoint.OTHERS  # a policy set: with no deck known, its others network
-    # the burn, dimir and white decks' networks, each PPO on from the others' with its deck alone
-    members = {deck: checkpoint.find("default", deck) for deck in ("mono-red-burn", "dimir-control", "white-weenie")}
+    # each standard deck's network, PPO on from the others' with its deck alone; any other deck plays the others'
+    members = {deck: checkpoint.find("default", deck)
+               for deck in ("mono-red-burn", "dimir-control", "white-weenie", "green-stompy")}
     for deck, member in members.items():
         assert member.path.name == f"deck-{deck}" and member.state["recipe"]["base"]["recipe"] == ckpt.state["recipe"]
         assert any(f"--policy-deck {deck}" in c for c in member.state["recipe"]["commands"])
-    assert checkpoint.find("default", "green-stompy").path == ckpt.path
+    assert checkpoint.find("default", "my-own-deck").path == ckpt.path
     for member in (ckpt, *members.values()):
         assert (member.path / "model.safetensors").stat().st_size < 4 * 2**20  # small enough to ship in the package
     whole = json.loads((shipped / checkpoint.SET_FILE).read_text())["recipe"]["compute"]
