@@ -308,7 +308,8 @@ def test_train_hands_its_learner_the_start_and_learning_rate(tmp_path, monkeypat
     assert main(["learner", "--checkpoint-dir", str(tmp_path / "ckpt"), *started[0].learner_args]) == 0
     assert configs[0].ppo.epochs == 4 and configs[0].ppo.gae_lambda == 0.9 and configs[0].ppo.lr == 5e-05
     # the shipped policy is a set: a run on one of its decks continues that deck's network
-    for decks, member in (([], "others"), (["mono-red-burn"], "deck-mono-red-burn"), (["green-stompy"], "others")):
+    for decks, member in (([], "others"), (["mono-red-burn"], "deck-mono-red-burn"),
+                          (["green-stompy"], "deck-green-stompy")):
         started.clear()
         assert main(["train", "--run-dir", str(tmp_path / "run"), "--updates", "1", "--init-from", "default",
                      *(f"--policy-deck={d}" for d in decks)]) == 0
