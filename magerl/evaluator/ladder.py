@@ -125,18 +125,14 @@ def format_ladder(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def difference(a: dict[str, Any], b: dict[str, Any], paired: bool = False) -> tuple[float, float, float]:
-    """A's win rate minus B's, with a 95% interval (Newcombe's hybrid score intervals).
+def difference(a: dict[str, Any], b: dict[str, Any]) -> tuple[float, float, float]:
+    """A's win rate minus B's, with a 95% interval (Newcombe's hybrid score interval).
 
-    Built from each side's Wilson interval, they stay sound near 0% and 100% where the
-    usual ± 1.96 standard errors does not. `paired`: the two ladders played the same
-    schedule (seeds, decks, seats), so their `outcomes` are compared game by game, over
-    the games both finished (`paired_difference`); otherwise the games count as
-    independent (Newcombe's method 10 for independent proportions), an interval that is
-    too wide whenever the two checkpoints tend to win and lose the same games.
+    Built from each side's Wilson interval, it stays sound near 0% and 100% where the
+    usual ± 1.96 standard errors does not. It treats the two ladders' games as
+    independent: too wide whenever the two checkpoints tend to win and lose the same
+    games, as they do on the same seeds, where `paired_difference` counts that.
     """
-    if paired:
-        return paired_difference(a["outcomes"], b["outcomes"])
     (pa, (la, ua)), (pb, (lb, ub)) = (a["win_rate"], a["ci95"]), (b["win_rate"], b["ci95"])
     d = pa - pb
     return d, d - math.hypot(pa - la, ub - pb), d + math.hypot(ua - pa, pb - lb)
@@ -186,7 +182,7 @@ def format_comparison(a: dict[str, Any], b: dict[str, Any]) -> str:
         if ea["win_rate"] is None or eb["win_rate"] is None:
             continue
         paired = same and len(ea.get("outcomes", "")) == len(eb.get("outcomes", "")) > 0
-        d, low, high = difference(ea, eb, paired=paired)
+        d, low, high = paired_difference(ea["outcomes"], eb["outcomes"]) if paired else difference(ea, eb)
         verdict = "A ahead" if low > 0 else "B ahead" if high < 0 else "not separated"
         lines.append(f"{name:<18}{ea['win_rate']:>8.1%} ({ea['games']:>3}){eb['win_rate']:>8.1%} ({eb['games']:>3})"
                      f"   {d:+6.1%}  [{low:+.1%}, {high:+.1%}]  {verdict}, {'paired' if paired else 'unpaired'}")
