@@ -203,9 +203,9 @@ def test_a_policy_set_plays_each_deck_with_its_network(tmp_path, cards, decks) -
     torch.manual_seed(0)
     checkpoint.save(tmp_path / "general", 7, PolicyNet(SMALL), None, {"version": 7, "recipe": {
         "method": "PPO", "compute": {"episodes": 100, "seconds": 50.0}}})
-    checkpoint.save(tmp_path / "red", 9, PolicyNet(SMALL), None, {"version": 9, "recipe": {
-        "method": "PPO", "compute": {"episodes": 130, "seconds": 80.0},
-        "base": {"recipe": {"compute": {"episodes": 100, "seconds": 50.0}}}}})
+    red = {"method": "PPO", "compute": {"episodes": 130, "seconds": 80.0},
+           "base": {"recipe": {"compute": {"episodes": 100, "seconds": 50.0}}}}
+    checkpoint.save(tmp_path / "red", 9, PolicyNet(SMALL), None, {"version": 9, "recipe": red})
     out = tmp_path / "set"
     proc = magerl("policy-set", "--out", str(out), "--others", str(tmp_path / "general"),
                   "--deck", f"mono-red-burn={tmp_path / 'red'}")
@@ -219,6 +219,12 @@ def test_a_policy_set_plays_each_deck_with_its_network(tmp_path, cards, decks) -
     training = training_of(out)
     assert training["method"] == "one policy per deck"
     assert (training["episodes"], training["seconds"]) == (130, 80.0)  # the red run counts only its own 30
+    # a run continued from the red run: both red runs count, the others' training once
+    checkpoint.save(tmp_path / "red2", 11, PolicyNet(SMALL), None, {"version": 11, "recipe": {
+        "method": "PPO", "compute": {"episodes": 150, "seconds": 95.0}, "base": {"recipe": red}}})
+    chained = checkpoint.write_policy_set(tmp_path / "chained", str(tmp_path / "general"),
+                                          {"mono-red-burn": str(tmp_path / "red2")}, "test")
+    assert (training_of(chained)["episodes"], training_of(chained)["seconds"]) == (150, 95.0)
 
     # in a match, each game's agent plays with its deck's network: the same games as the red checkpoint alone
     chosen = [decks["mono-red-burn"], decks["white-weenie"]]

@@ -198,10 +198,25 @@ def locate(spec: str) -> Path:
     return path
 
 
-def _compute_added(recipe: dict[str, Any]) -> dict[str, float | None]:
-    """A checkpoint's training compute beyond its base's (all of it when it has no base)."""
+def _lineage(recipe: dict[str, Any]) -> list[dict[str, Any]]:
+    """The compute of a checkpoint and of each base it was trained from, newest first."""
+    computes = []
+    while recipe:
+        computes.append(recipe.get("compute") or {})
+        recipe = (recipe.get("base") or {}).get("recipe") or {}
+    return computes
+
+
+def _compute_beyond(recipe: dict[str, Any], shared: dict[str, Any]) -> dict[str, float | None]:
+    """A checkpoint's training compute beyond the newest checkpoint of its lineage that is also
+    in `shared`'s (all of it when none is): a run continued from a run from the others'
+    network counts both runs, and the others' own training once, in the others."""
+    def mark(compute: dict[str, Any]) -> tuple:
+        return compute.get("episodes"), compute.get("seconds")
+
+    common = {mark(c) for c in _lineage(shared) if c}
     compute = recipe.get("compute") or {}
-    before = ((recipe.get("base") or {}).get("recipe") or {}).get("compute") or {}
+    before = next((c for c in _lineage(recipe) if c and mark(c) in common), {})
     return {key: None if compute.get(key) is None else compute[key] - (before.get(key) or 0)
             for key in ("episodes", "seconds")}
 
@@ -210,8 +225,8 @@ def write_policy_set(out: Path, others: str, decks: dict[str, str], command: str
     """Copy each checkpoint's weights and state into a new set at `out`, written whole or not at all.
 
     Its recipe counts the others' compute in full and each deck's network's compute beyond
-    its base: a deck network trained `--init-from` the others' checkpoint costs only its
-    own run. A policy set given for a deck gives its network for that deck, so a set grows
+    the training it shares with the others': a deck network trained `--init-from` the
+    others' checkpoint costs only its own runs. A policy set given for a deck gives its network for that deck, so a set grows
     from another. Raises ValueError for a checkpoint that does not load or an `out` that exists.
     """
     if out.exists():
@@ -228,7 +243,7 @@ def write_policy_set(out: Path, others: str, decks: dict[str, str], command: str
             state = {key: value for key, value in ckpt.state.items() if key != "optimizer"}
             (tmp / name / "state.json").write_text(json.dumps(state, indent=1))
         recipes = {name: ckpt.state.get("recipe") or {} for name, ckpt in members.items()}
-        parts = [_compute_added(recipe) for name, recipe in recipes.items() if name != OTHERS]
+        parts = [_compute_beyond(recipe, recipes[OTHERS]) for name, recipe in recipes.items() if name != OTHERS]
         parts.append(recipes[OTHERS].get("compute") or {})
         compute = {key: None if any(p.get(key) is None for p in parts) else round(sum(p[key] for p in parts), 1)
                    for key in ("episodes", "seconds")}
