@@ -137,6 +137,8 @@ def _add_ladder(sub: Any) -> None:
                                "excludes 0. Ladders of the same seeds and decks are compared game by game "
                                "('paired'), which counts that both checkpoints tend to win the same games.")
     compare.add_argument("reports", nargs=2, metavar="REPORT", help="two ladder JSON reports: A, then B")
+    compare.add_argument("--deck", metavar="DECK",
+                         help="only the games the policy played with this deck (a policy set's deck network)")
     compare.set_defaults(func=cmd_ladder_compare)
 
 
@@ -682,9 +684,11 @@ def cmd_ladder_compare(args: argparse.Namespace) -> int:
 
     a, b = (_read_report(Path(name)) for name in args.reports)
     try:
-        print(format_comparison(a, b))
+        print(format_comparison(a, b, args.deck))
     except (KeyError, TypeError) as exc:
         raise UsageError(f"not a ladder report: missing {exc}") from exc
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
     return 0
 
 

@@ -12,7 +12,7 @@ import torch
 
 from magerl.evaluator.ladder import difference, format_ladder, paired_difference, run_ladder, training_of
 from magerl.game.agents import make_agent
-from magerl.game.play import run_match, wilson
+from magerl.game.play import run_match, schedule, wilson
 from magerl.learner import checkpoint
 from magerl.model.network import ModelConfig, PolicyNet
 
@@ -182,6 +182,40 @@ def test_compare_pairs_the_games_of_one_schedule(tmp_path) -> None:
     unpaired = magerl("ladder", "compare", str(report("a", a)), str(report("b", b, seed=50000)))
     assert "different seeds" in unpaired.stdout
     assert unpaired.stdout.splitlines()[-1].endswith("not separated, unpaired")
+
+
+def test_compare_one_deck_of_two_set_ladders(tmp_path) -> None:
+    """`compare --deck`: the games the policy played with one deck, picked out by the schedule
+    (with two decks it cycles deck 0 twice, then deck 1 twice), paired; the other deck's games
+    are the same in both, as a policy set with one new deck network plays them."""
+    decks = ["dimir-control", "white-weenie"]
+
+    def report(name: str, first: str, second: str) -> Path:
+        outcomes = "".join(first[k:k + 2] + second[k:k + 2] for k in range(0, len(first), 2))
+        assert [g.decks[0] for g in schedule(2, 8, 40000)] == [0, 0, 1, 1] * 2
+
+        def entry(won: str) -> dict:
+            return {"win_rate": won.count("W") / len(won), "ci95": list(wilson(won.count("W"), len(won))),
+                    "games": len(won)}
+        opponent = {**entry(outcomes), "outcomes": outcomes,
+                    "per_deck": {decks[0]: entry(first), decks[1]: entry(second)}}
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps({"checkpoint": name, "decision_rule": "sample", "seed": 40000,
+                                    "decks": decks, "opponents": {"engine:easy": opponent}}))
+        return path
+
+    same = "W" * 50 + "L" * 50
+    a = report("a", "W" * 60 + "W" * 14 + "L" * 2 + "L" * 24, same)  # dimir: 74 of 100
+    b = report("b", "W" * 60 + "L" * 14 + "W" * 2 + "L" * 24, same)  # 62, the same 60 won
+    dimir = magerl("ladder", "compare", str(a), str(b), "--deck", "dimir-control")
+    assert dimir.returncode == 0, dimir.stderr
+    assert "74.0% (100)" in dimir.stdout and dimir.stdout.splitlines()[-1].endswith("A ahead, paired")
+    white = magerl("ladder", "compare", str(a), str(b), "--deck", "white-weenie")
+    assert "+0.0%" in white.stdout.splitlines()[-1]
+    whole = magerl("ladder", "compare", str(a), str(b))
+    assert "62.0% (200)" in whole.stdout  # 74 + 50 of both decks
+    bad = magerl("ladder", "compare", str(a), str(b), "--deck", "mono-red-burn")
+    assert bad.returncode == 2 and "not a deck of both ladders" in bad.stderr
 
 
 def test_published_ladder_reports_are_of_the_shipped_policy() -> None:

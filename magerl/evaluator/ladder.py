@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 from magerl.game.cards import CardDatabase
 from magerl.game.decks import Deck
-from magerl.game.play import run_match, summarize, wilson
+from magerl.game.play import run_match, schedule, summarize, wilson
 from magerl.game.session import Limits
 
 OUTCOME = {0: "W", 1: "L", None: "D"}  # by winning agent; "A": aborted
@@ -168,10 +168,26 @@ def paired_difference(a: str, b: str) -> tuple[float, float, float]:
     return d, low, high
 
 
-def format_comparison(a: dict[str, Any], b: dict[str, Any]) -> str:
+def deck_outcomes(report: dict[str, Any], outcomes: str, deck: str) -> str:
+    """The outcomes of the games in which the policy played `deck`, from one opponent's
+    `outcomes` of `report` (in schedule order, so the schedule says which games those are)."""
+    first = None if report.get("policy_decks") is None else [report["decks"].index(d) for d in report["policy_decks"]]
+    index = report["decks"].index(deck)
+    return "".join(outcomes[game.index] for game in schedule(len(report["decks"]), len(outcomes), report["seed"], first)
+                   if game.decks[0] == index)
+
+
+def format_comparison(a: dict[str, Any], b: dict[str, Any], deck: str | None = None) -> str:
     """Each opponent both reports played: both win rates and their difference with its interval,
-    game by game where both reports played the same schedule and kept each game's outcome."""
+    game by game where both reports played the same schedule and kept each game's outcome.
+    With `deck`, only the games the policy played with that deck (the reports' per-deck rows):
+    one deck network's change inside two ladders of a policy set. Raises ValueError for a deck
+    either ladder did not play."""
+    if deck and not (deck in a["decks"] and deck in b["decks"]):
+        raise ValueError(f"{deck} is not a deck of both ladders (A played {', '.join(a['decks'])})")
     lines = [f"A: {a['checkpoint']} ({a['decision_rule']})", f"B: {b['checkpoint']} ({b['decision_rule']})"]
+    if deck:
+        lines.append(f"the games the policy played with {deck} only")
     same = (a["seed"], a["decks"], a.get("policy_decks")) == (b["seed"], b["decks"], b.get("policy_decks"))
     if not same:
         lines.append("note: the ladders played different seeds or decks")
@@ -179,10 +195,16 @@ def format_comparison(a: dict[str, Any], b: dict[str, Any]) -> str:
     shared = [o for o in a["opponents"] if o in b["opponents"]]
     for name in shared:
         ea, eb = a["opponents"][name], b["opponents"][name]
+        oa, ob = ea.get("outcomes", ""), eb.get("outcomes", "")
+        if deck:
+            if deck not in ea.get("per_deck", {}) or deck not in eb.get("per_deck", {}):
+                continue
+            oa, ob = (deck_outcomes(r, o, deck) if o else "" for r, o in ((a, oa), (b, ob)))
+            ea, eb = ea["per_deck"][deck], eb["per_deck"][deck]
         if ea["win_rate"] is None or eb["win_rate"] is None:
             continue
-        paired = same and len(ea.get("outcomes", "")) == len(eb.get("outcomes", "")) > 0
-        d, low, high = paired_difference(ea["outcomes"], eb["outcomes"]) if paired else difference(ea, eb)
+        paired = same and len(oa) == len(ob) > 0
+        d, low, high = paired_difference(oa, ob) if paired else difference(ea, eb)
         verdict = "A ahead" if low > 0 else "B ahead" if high < 0 else "not separated"
         lines.append(f"{name:<18}{ea['win_rate']:>8.1%} ({ea['games']:>3}){eb['win_rate']:>8.1%} ({eb['games']:>3})"
                      f"   {d:+6.1%}  [{low:+.1%}, {high:+.1%}]  {verdict}, {'paired' if paired else 'unpaired'}")
