@@ -226,8 +226,9 @@ def write_policy_set(out: Path, others: str, decks: dict[str, str], command: str
 
     Its recipe counts the others' compute in full and each deck's network's compute beyond
     the training it shares with the others': a deck network trained `--init-from` the
-    others' checkpoint costs only its own runs. A policy set given for a deck gives its network for that deck, so a set grows
-    from another. Raises ValueError for a checkpoint that does not load or an `out` that exists.
+    others' checkpoint costs only its own runs. A policy set given for a deck gives its
+    network for that deck, so a set grows from another. Raises ValueError for a checkpoint
+    that does not load or an `out` that exists.
     """
     if out.exists():
         raise ValueError(f"{out} exists: give a new folder")
