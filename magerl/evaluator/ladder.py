@@ -79,7 +79,7 @@ def run_ladder(cards: CardDatabase, decks: list[Deck], checkpoint: Path, *, oppo
             if resume.get(key) != report[key]:
                 raise ValueError(f"cannot resume: the report's {key} is {resume.get(key)!r}, "
                                  f"this ladder's is {report[key]!r}")
-    first = None if policy_decks is None else [report["decks"].index(name) for name in policy_decks]
+    first = _first_decks(report)
     kept = (resume or {}).get("opponents", {})
     order = [o for o in kept if o not in opponents] + list(opponents)  # a resume adds rows, never drops one
     entries.update((o, kept[o]) for o in order if o in kept)  # in every save: a stop loses none of them
@@ -168,13 +168,18 @@ def paired_difference(a: str, b: str) -> tuple[float, float, float]:
     return d, low, high
 
 
+def _first_decks(report: dict[str, Any]) -> list[int] | None:
+    """The indices of the decks a report's policy was limited to (`--policy-deck`); None: all."""
+    names = report.get("policy_decks")
+    return None if names is None else [report["decks"].index(name) for name in names]
+
+
 def deck_outcomes(report: dict[str, Any], outcomes: str, deck: str) -> str:
     """The outcomes of the games in which the policy played `deck`, from one opponent's
     `outcomes` of `report` (in schedule order, so the schedule says which games those are)."""
-    first = None if report.get("policy_decks") is None else [report["decks"].index(d) for d in report["policy_decks"]]
     index = report["decks"].index(deck)
-    return "".join(outcomes[game.index] for game in schedule(len(report["decks"]), len(outcomes), report["seed"], first)
-                   if game.decks[0] == index)
+    games = schedule(len(report["decks"]), len(outcomes), report["seed"], _first_decks(report))
+    return "".join(outcomes[game.index] for game in games if game.decks[0] == index)
 
 
 def format_comparison(a: dict[str, Any], b: dict[str, Any], deck: str | None = None) -> str:
@@ -199,7 +204,8 @@ def format_comparison(a: dict[str, Any], b: dict[str, Any], deck: str | None = N
         if deck:
             if deck not in ea.get("per_deck", {}) or deck not in eb.get("per_deck", {}):
                 continue
-            oa, ob = (deck_outcomes(r, o, deck) if o else "" for r, o in ((a, oa), (b, ob)))
+            oa = deck_outcomes(a, oa, deck) if oa else ""
+            ob = deck_outcomes(b, ob, deck) if ob else ""
             ea, eb = ea["per_deck"][deck], eb["per_deck"][deck]
         if ea["win_rate"] is None or eb["win_rate"] is None:
             continue
