@@ -189,10 +189,10 @@ def test_compare_one_deck_of_two_set_ladders(tmp_path) -> None:
     (with two decks it cycles deck 0 twice, then deck 1 twice), paired; the other deck's games
     are the same in both, as a policy set with one new deck network plays them."""
     decks = ["dimir-control", "white-weenie"]
+    assert [g.decks[0] for g in schedule(2, 8, 40000)] == [0, 0, 1, 1] * 2
 
     def report(name: str, first: str, second: str) -> Path:
         outcomes = "".join(first[k:k + 2] + second[k:k + 2] for k in range(0, len(first), 2))
-        assert [g.decks[0] for g in schedule(2, 8, 40000)] == [0, 0, 1, 1] * 2
 
         def entry(won: str) -> dict:
             return {"win_rate": won.count("W") / len(won), "ci95": list(wilson(won.count("W"), len(won))),

@@ -199,10 +199,12 @@ def locate(spec: str) -> Path:
 
 
 def _lineage(recipe: dict[str, Any]) -> list[dict[str, Any]]:
-    """The compute of a checkpoint and of each base it was trained from, newest first."""
+    """The compute of a checkpoint and of each base it was trained from, newest first
+    (a recipe that records none is left out)."""
     computes = []
     while recipe:
-        computes.append(recipe.get("compute") or {})
+        if recipe.get("compute"):
+            computes.append(recipe["compute"])
         recipe = (recipe.get("base") or {}).get("recipe") or {}
     return computes
 
@@ -214,9 +216,9 @@ def _compute_beyond(recipe: dict[str, Any], shared: dict[str, Any]) -> dict[str,
     def mark(compute: dict[str, Any]) -> tuple:
         return compute.get("episodes"), compute.get("seconds")
 
-    common = {mark(c) for c in _lineage(shared) if c}
+    common = {mark(c) for c in _lineage(shared)}
     compute = recipe.get("compute") or {}
-    before = next((c for c in _lineage(recipe) if c and mark(c) in common), {})
+    before = next((c for c in _lineage(recipe) if mark(c) in common), {})
     return {key: None if compute.get(key) is None else compute[key] - (before.get(key) or 0)
             for key in ("episodes", "seconds")}
 
