@@ -228,6 +228,9 @@ def _add_services(sub: Any) -> None:
     learner.add_argument("--ppo-epochs", type=int, default=None,
                          help="passes over each batch per update: more moves the policy further per game played "
                          "(default 2)")
+    learner.add_argument("--entropy-coef", type=float, default=None,
+                         help="weight of the entropy bonus in the loss: higher keeps the policy exploring, 0 lets it "
+                         "sharpen freely (default 0.01)")
     learner.add_argument("--seed", type=int, default=0)
     learner.add_argument("--init-from", metavar="PATH", default=None,
                          help="start from this checkpoint's weights (e.g. a behaviour-cloned policy, or 'default' "
@@ -281,6 +284,8 @@ def _add_services(sub: Any) -> None:
     train.add_argument("--gae-lambda", type=float, default=None, help="the learner's GAE lambda (default: magerl learner's)")
     train.add_argument("--ppo-epochs", type=int, default=None,
                        help="the learner's passes over each batch (default: magerl learner's)")
+    train.add_argument("--entropy-coef", type=float, default=None,
+                       help="the learner's entropy bonus weight (default: magerl learner's)")
     train.add_argument("--checkpoint-every", type=int, default=10)
     train.add_argument("--eval-every", type=int, default=20, help="updates between evaluations (default 20)")
     train.add_argument("--eval-games", type=int, default=8, help="games per opponent per evaluation (default 8)")
@@ -312,13 +317,16 @@ def cmd_learner(args: argparse.Namespace) -> int:
         raise UsageError(f"--threads must be at least 1, not {args.threads}")
     if args.ppo_epochs is not None and args.ppo_epochs < 1:
         raise UsageError(f"--ppo-epochs must be at least 1, not {args.ppo_epochs}")
+    if args.entropy_coef is not None and args.entropy_coef < 0:
+        raise UsageError(f"--entropy-coef must not be negative, not {args.entropy_coef}")
     config = LearnerConfig(
         checkpoint_dir=Path(args.checkpoint_dir),
         episodes_address=f"tcp://{args.bind_host}:{args.episodes_port}",
         weights_address=f"tcp://{args.bind_host}:{args.weights_port}",
         model=ModelConfig(args.d_model, args.layers, args.heads),
         ppo=PPOConfig(lr=args.lr, gae_lambda=PPOConfig.gae_lambda if args.gae_lambda is None else args.gae_lambda,
-                      epochs=args.ppo_epochs or PPOConfig.epochs),
+                      epochs=args.ppo_epochs or PPOConfig.epochs,
+                      entropy_coef=PPOConfig.entropy_coef if args.entropy_coef is None else args.entropy_coef),
         max_samples_per_batch=cap,
         checkpoint_every=args.checkpoint_every,
         keep_checkpoints=args.keep_checkpoints,
@@ -442,6 +450,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         learner += ["--gae-lambda", str(args.gae_lambda)]
     if args.ppo_epochs is not None:
         learner += ["--ppo-epochs", str(args.ppo_epochs)]
+    if args.entropy_coef is not None:
+        learner += ["--entropy-coef", str(args.entropy_coef)]
     if args.init_from:
         from magerl.learner.checkpoint import find
 
