@@ -324,9 +324,9 @@ def cmd_learner(args: argparse.Namespace) -> int:
         episodes_address=f"tcp://{args.bind_host}:{args.episodes_port}",
         weights_address=f"tcp://{args.bind_host}:{args.weights_port}",
         model=ModelConfig(args.d_model, args.layers, args.heads),
-        ppo=PPOConfig(lr=args.lr, gae_lambda=PPOConfig.gae_lambda if args.gae_lambda is None else args.gae_lambda,
-                      epochs=args.ppo_epochs or PPOConfig.epochs,
-                      entropy_coef=PPOConfig.entropy_coef if args.entropy_coef is None else args.entropy_coef),
+        ppo=PPOConfig(lr=args.lr, **{field: value for field, value in (
+            ("gae_lambda", args.gae_lambda), ("epochs", args.ppo_epochs), ("entropy_coef", args.entropy_coef))
+            if value is not None}),
         max_samples_per_batch=cap,
         checkpoint_every=args.checkpoint_every,
         keep_checkpoints=args.keep_checkpoints,
@@ -444,14 +444,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     model = ["--d-model", str(args.d_model), "--layers", str(args.layers), "--heads", str(args.heads)]
     learner = [*model, "--checkpoint-every", str(args.checkpoint_every),
                "--recipe-command", "magerl " + shlex.join(args.argv)]
-    if args.lr is not None:
-        learner += ["--lr", str(args.lr)]
-    if args.gae_lambda is not None:
-        learner += ["--gae-lambda", str(args.gae_lambda)]
-    if args.ppo_epochs is not None:
-        learner += ["--ppo-epochs", str(args.ppo_epochs)]
-    if args.entropy_coef is not None:
-        learner += ["--entropy-coef", str(args.entropy_coef)]
+    for flag, value in (("--lr", args.lr), ("--gae-lambda", args.gae_lambda), ("--ppo-epochs", args.ppo_epochs),
+                        ("--entropy-coef", args.entropy_coef)):
+        if value is not None:  # unset: the learner's own default
+            learner += [flag, str(value)]
     if args.init_from:
         from magerl.learner.checkpoint import find
 

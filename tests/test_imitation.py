@@ -306,8 +306,9 @@ def test_train_hands_its_learner_the_start_and_learning_rate(tmp_path, monkeypat
     assert learner.lr == 5e-05 and learner.gae_lambda == 0.9 and learner.ppo_epochs == 4
     assert learner.entropy_coef == 0.03
     assert learner.init_from == "default"
+    # kept in the checkpoints' recipe
     assert learner.recipe_command == (f"magerl train --run-dir {tmp_path / 'run'} --updates 1 --init-from default "
-                                      "--lr 5e-05 --gae-lambda 0.9 --ppo-epochs 4 --entropy-coef 0.03")  # kept in the checkpoints' recipe
+                                      "--lr 5e-05 --gae-lambda 0.9 --ppo-epochs 4 --entropy-coef 0.03")
     assert main(["learner", "--checkpoint-dir", str(tmp_path / "ckpt"), "--gae-lambda", "1.5"]) == 2
     assert main(["learner", "--checkpoint-dir", str(tmp_path / "ckpt"), "--ppo-epochs", "0"]) == 2
     assert main(["learner", "--checkpoint-dir", str(tmp_path / "ckpt"), "--entropy-coef", "-0.1"]) == 2
