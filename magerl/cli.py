@@ -231,6 +231,9 @@ def _add_services(sub: Any) -> None:
     learner.add_argument("--entropy-coef", type=float, default=None,
                          help="weight of the entropy bonus in the loss: higher keeps the policy exploring, 0 lets it "
                          "sharpen freely (default 0.01)")
+    learner.add_argument("--shaping", type=float, default=None,
+                         help="weight of reward shaping by the engine's evaluation of the position: a decision is "
+                         "also credited with the change in that evaluation after it (default 0, none)")
     learner.add_argument("--seed", type=int, default=0)
     learner.add_argument("--init-from", metavar="PATH", default=None,
                          help="start from this checkpoint's weights (e.g. a behaviour-cloned policy, or 'default' "
@@ -286,6 +289,8 @@ def _add_services(sub: Any) -> None:
                        help="the learner's passes over each batch (default: magerl learner's)")
     train.add_argument("--entropy-coef", type=float, default=None,
                        help="the learner's entropy bonus weight (default: magerl learner's)")
+    train.add_argument("--shaping", type=float, default=None,
+                       help="the learner's reward shaping weight (default: magerl learner's)")
     train.add_argument("--checkpoint-every", type=int, default=10)
     train.add_argument("--eval-every", type=int, default=20, help="updates between evaluations (default 20)")
     train.add_argument("--eval-games", type=int, default=8, help="games per opponent per evaluation (default 8)")
@@ -317,15 +322,17 @@ def cmd_learner(args: argparse.Namespace) -> int:
         raise UsageError(f"--threads must be at least 1, not {args.threads}")
     if args.ppo_epochs is not None and args.ppo_epochs < 1:
         raise UsageError(f"--ppo-epochs must be at least 1, not {args.ppo_epochs}")
-    if args.entropy_coef is not None and args.entropy_coef < 0:
-        raise UsageError(f"--entropy-coef must not be negative, not {args.entropy_coef}")
+    for flag, value in (("--entropy-coef", args.entropy_coef), ("--shaping", args.shaping)):
+        if value is not None and value < 0:
+            raise UsageError(f"{flag} must not be negative, not {value}")
     config = LearnerConfig(
         checkpoint_dir=Path(args.checkpoint_dir),
         episodes_address=f"tcp://{args.bind_host}:{args.episodes_port}",
         weights_address=f"tcp://{args.bind_host}:{args.weights_port}",
         model=ModelConfig(args.d_model, args.layers, args.heads),
         ppo=PPOConfig(lr=args.lr, **{field: value for field, value in (
-            ("gae_lambda", args.gae_lambda), ("epochs", args.ppo_epochs), ("entropy_coef", args.entropy_coef))
+            ("gae_lambda", args.gae_lambda), ("epochs", args.ppo_epochs), ("entropy_coef", args.entropy_coef),
+            ("shaping", args.shaping))
             if value is not None}),
         max_samples_per_batch=cap,
         checkpoint_every=args.checkpoint_every,
@@ -445,7 +452,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     learner = [*model, "--checkpoint-every", str(args.checkpoint_every),
                "--recipe-command", "magerl " + shlex.join(args.argv)]
     for flag, value in (("--lr", args.lr), ("--gae-lambda", args.gae_lambda), ("--ppo-epochs", args.ppo_epochs),
-                        ("--entropy-coef", args.entropy_coef)):
+                        ("--entropy-coef", args.entropy_coef), ("--shaping", args.shaping)):
         if value is not None:  # unset: the learner's own default
             learner += [flag, str(value)]
     if args.init_from:

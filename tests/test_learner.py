@@ -263,6 +263,28 @@ def test_a_split_episode_bootstraps_from_the_value_where_it_was_cut() -> None:
     np.testing.assert_allclose(monte_carlo.returns, np.full(6, episode.reward), rtol=1e-6)
 
 
+def test_shaping_credits_a_decision_with_the_engines_evaluation_changing_after_it() -> None:
+    """The potential's change joins the policy's advantage; the value head's targets stay the
+    game's lambda-returns; a cut episode carries the evaluation where it was cut."""
+    from magerl.learner.ppo import EVALUATION_SCALE, gae, make_batch
+
+    episode = synthetic_episode(np.random.default_rng(0), steps=6, objects=2, candidates=2)
+    episode.arrays["values"] = np.zeros(6, np.float32)
+    episode.arrays["evaluations"] = np.array([0, 0, 40, 40, -40, -40], np.float32)
+    plain, shaped = make_batch([episode], 0.0), make_batch([episode], 0.0, shaping=0.5)
+    np.testing.assert_allclose(shaped.returns, plain.returns)
+    # lambda 0: each decision's own change of potential; the last one's goes to 0, the game's end
+    phi = np.tanh(episode.arrays["evaluations"] / EVALUATION_SCALE)
+    raw = gae(episode.arrays["values"], episode.reward, 0.0) + 0.5 * (np.append(phi[1:], 0.0) - phi)
+    np.testing.assert_allclose(shaped.advantages, (raw - raw.mean()) / (raw.std() + 1e-6), rtol=1e-5)
+    assert shaped.advantages[1] > shaped.advantages[0] and shaped.advantages[3] < shaped.advantages[2]
+    head, tail = episode.split(3)
+    assert head.bootstrap_evaluation == 40 and tail.bootstrap_evaluation is None
+    np.testing.assert_allclose(make_batch([head, tail], 0.0, shaping=0.5).advantages, shaped.advantages, rtol=1e-5)
+    del episode.arrays["evaluations"]  # an older worker's episode: no shaping, no error
+    np.testing.assert_allclose(make_batch([episode], 0.0, shaping=0.5).advantages, plain.advantages)
+
+
 def test_updates_log_the_training_games_results_by_opponent() -> None:
     """A game cut across two batches counts once, in the batch that holds its end."""
     from magerl.learner.server import results_by_opponent

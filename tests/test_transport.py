@@ -56,12 +56,26 @@ def _tampered(**changes) -> bytes:
         (_tampered(refs=np.full((60, 3), 500, np.int32)), "malformed"),
         (_tampered(reward=7), "malformed"),
         (_tampered(names=np.full(160, -3, np.int32)), "malformed"),
+        (_tampered(evaluations=np.full(5, np.inf, np.float32)), "malformed"),
+        (_tampered(evaluations=np.zeros(4, np.float32)), "malformed"),
+        (_tampered(evaluations=np.zeros(5, np.int32)), "malformed"),
     ],
 )
 def test_bad_messages_are_rejected(raw: bytes, kind: str) -> None:
     with pytest.raises(MessageError) as err:
         parse_episode(decode_message(raw))
     assert err.value.kind == kind
+
+
+def test_the_engines_evaluations_are_optional_and_unknown_arrays_are_dropped() -> None:
+    """Teacher games recorded before episodes carried the engine's evaluations still read;
+    an array this version does not check does not reach the learner."""
+    episode = synthetic_episode(np.random.default_rng(2), steps=5)
+    arrays = {name: array for name, array in episode.arrays.items() if name != "evaluations"}
+    older = parse_episode(decode_message(encode_message("episode", {"reward": episode.reward}, arrays)))
+    assert "evaluations" not in older.arrays and older.length == 5
+    extra = parse_episode(decode_message(_tampered(extra=np.zeros(3, np.float32))))
+    assert "extra" not in extra.arrays and "evaluations" in extra.arrays
 
 
 def test_oversized_message_is_rejected_before_decoding() -> None:

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from unittest.mock import Mock
 
+import numpy as np
 import pytest
 
 from magerl.game.agents import RandomAgent
@@ -71,6 +72,9 @@ def test_an_episode_carries_the_version_that_played_it_when_new_weights_arrive_m
         runner.close()
     assert len(episodes) == 1 and len(episodes[0].arrays["versions"]) > 32  # long enough for weights to arrive
     assert set(episodes[0].arrays["versions"].tolist()) == {3}
+    # the engine's evaluation of each decision's position, from the learning seat's side, for shaping
+    evaluations = episodes[0].arrays["evaluations"]
+    assert len(evaluations) == episodes[0].length and np.isfinite(evaluations).all() and evaluations.std() > 0
 
 
 def test_against_itself_only_the_seats_playing_the_policys_decks_learn() -> None:

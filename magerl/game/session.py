@@ -313,6 +313,11 @@ class GameSession:
             roles = self._combat.roles(roles)
         return view if roles == view.combat else replace(view, combat=roles)
 
+    def evaluation(self, seat: int) -> float:
+        """The engine's heuristic score of the position from `seat`'s side (higher is better;
+        about ±50 once a game is decided between the standard decks)."""
+        return float(self._call("evaluate_state", None, self.game.evaluate_state, seat))
+
     def engine_choice(self, decision: Decision, difficulty: str) -> int:
         """Index of the built-in AI's choice at `decision` (added if the engine lists it otherwise)."""
         label = DIFFICULTIES[difficulty.lower()]

@@ -7,6 +7,13 @@ episode's result minus the behaviour policy's value estimate: every decision of 
 shares its result, whatever it did. Below 1 (GAE, Schulman et al. 2016) a decision is
 credited mostly with the change in value over the next few decisions, which gives each
 decision its own signal at the price of trusting the value head.
+
+Reward shaping (`shaping` > 0, Ng et al. 1999) adds to each decision's advantage the
+change, over the same lambda-weighted horizon, of a potential: the engine's heuristic
+evaluation of the position, squashed to (-1, 1) and zero at the game's end. A potential
+that depends only on the position leaves the best policy unchanged; it gives a decision
+a signal from the board before the value head has learned one. The value head still
+learns the game's result alone.
 """
 
 from __future__ import annotations
@@ -33,6 +40,11 @@ class PPOConfig:
     gae_lambda: float = 0.95
     epochs: int = 2
     max_grad_norm: float = 1.0
+    shaping: float = 0.0  # weight of the engine's evaluation as a shaping potential; 0: none
+
+#: the engine's evaluation runs about ±50 once a game between the standard decks is decided
+#: (measured over Easy-vs-policy games); tanh(evaluation / 20) puts that near ±1
+EVALUATION_SCALE = 20.0
 
 
 @dataclass
@@ -65,7 +77,17 @@ def gae(values: np.ndarray, end: float, lam: float) -> np.ndarray:
     return advantages
 
 
-def make_batch(episodes: list[Episode], gae_lambda: float = 1.0) -> Batch:
+def shaping_advantages(episode: Episode, lam: float) -> np.ndarray:
+    """The potential's lambda-weighted change from each decision on (zeros for an episode
+    without the engine's evaluations, e.g. from an older worker)."""
+    evaluations = episode.arrays.get("evaluations")
+    if evaluations is None:
+        return np.zeros(episode.length, np.float32)
+    end = 0.0 if episode.bootstrap_evaluation is None else np.tanh(episode.bootstrap_evaluation / EVALUATION_SCALE)
+    return gae(np.tanh(evaluations / EVALUATION_SCALE), end, lam)
+
+
+def make_batch(episodes: list[Episode], gae_lambda: float = 1.0, shaping: float = 0.0) -> Batch:
     """A training batch; `returns` are the value head's targets (lambda-returns)."""
     inputs = {k: np.concatenate([e.arrays[k] for e in episodes]) for k in RAGGED_KEYS}
     values = np.concatenate([e.arrays["values"] for e in episodes])
@@ -75,6 +97,8 @@ def make_batch(episodes: list[Episode], gae_lambda: float = 1.0) -> Batch:
         advantages = np.concatenate([gae(e.arrays["values"], e.reward if e.bootstrap is None else e.bootstrap,
                                           gae_lambda) for e in episodes])
     returns = (advantages + values).astype(np.float32)
+    if shaping:
+        advantages = advantages + shaping * np.concatenate([shaping_advantages(e, gae_lambda) for e in episodes])
     advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-6)
     return Batch(
         inputs=inputs,

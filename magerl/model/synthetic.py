@@ -30,4 +30,6 @@ def synthetic_episode(rng: np.random.Generator, steps: int = 100, objects: int =
         "values": np.zeros(steps, np.float32),
         "versions": np.full(steps, version, np.int32),
     }
-    return Episode(arrays, float(rng.choice([-1.0, 1.0])), {"runner": 0, "opponent": "synthetic"})
+    reward = float(rng.choice([-1.0, 1.0]))
+    arrays["evaluations"] = rng.normal(0.0, 20.0, steps).astype(np.float32)  # the engine's, as a runner sends it
+    return Episode(arrays, reward, {"runner": 0, "opponent": "synthetic"})

@@ -28,6 +28,11 @@ EPISODE_ARRAYS: dict[str, tuple[str, tuple[int, ...]]] = {
     "versions": ("<i4", ()),
 }
 
+#: arrays an episode may carry: the engine's heuristic evaluation of the position at each
+#: decision, from the deciding seat's side (game runners send it; recorded teacher games
+#: made before it was added do not)
+OPTIONAL_ARRAYS: dict[str, tuple[str, tuple[int, ...]]] = {"evaluations": ("<f4", ())}
+
 
 CANDIDATE_ROWS = ("kinds", "refs", "target_player", "flags")
 
@@ -40,6 +45,8 @@ class Episode:
     # the value estimate at the decision after the last one, where a split cut the game
     # (GAE bootstraps from it); None when the episode runs to the game's end
     bootstrap: float | None = None
+    # likewise the engine's evaluation there, for reward shaping (None: the game's end)
+    bootstrap_evaluation: float | None = None
 
     @property
     def length(self) -> int:
@@ -54,8 +61,9 @@ class Episode:
         for name, array in a.items():
             cut = objects if name in ("objects", "names") else candidates if name in CANDIDATE_ROWS else steps
             head[name], tail[name] = array[:cut], array[cut:]
-        return (Episode(head, self.reward, self.meta, float(tail["values"][0])),
-                Episode(tail, self.reward, self.meta, self.bootstrap))
+        evaluation = float(tail["evaluations"][0]) if "evaluations" in tail else None
+        return (Episode(head, self.reward, self.meta, float(tail["values"][0]), evaluation),
+                Episode(tail, self.reward, self.meta, self.bootstrap, self.bootstrap_evaluation))
 
     def to_bytes(self) -> bytes:
         return encode_message("episode", {**self.meta, "reward": self.reward}, self.arrays)
@@ -66,7 +74,8 @@ def parse_episode(message: Message) -> Episode:
     if message.kind != "episode":
         raise MessageError("malformed", f"expected an episode, got {message.kind}")
     arrays = message.arrays
-    for name, (dtype, tail) in EPISODE_ARRAYS.items():
+    optional = {name: spec for name, spec in OPTIONAL_ARRAYS.items() if name in arrays}
+    for name, (dtype, tail) in {**EPISODE_ARRAYS, **optional}.items():
         array = arrays.get(name)
         if array is None:
             raise MessageError("malformed", f"episode array {name!r} missing")
@@ -78,7 +87,7 @@ def parse_episode(message: Message) -> Episode:
     steps = len(oc)
     if steps == 0:
         raise MessageError("malformed", "empty episode")
-    for name in ("candidate_counts", "players", "glob", "actions", "logp", "values", "versions"):
+    for name in ("candidate_counts", "players", "glob", "actions", "logp", "values", "versions", *optional):
         if len(arrays[name]) != steps:
             raise MessageError("malformed", f"{name} has {len(arrays[name])} rows for {steps} steps")
     if (oc < 0).any() or (cc < 1).any():
@@ -96,10 +105,12 @@ def parse_episode(message: Message) -> Episode:
         raise MessageError("malformed", "embedding index out of range")
     if ((arrays["target_player"] < 0) | (arrays["target_player"] > 2)).any():
         raise MessageError("malformed", "bad target player")
-    for name in ("players", "glob", "objects", "flags", "logp", "values"):
+    for name in ("players", "glob", "objects", "flags", "logp", "values", *optional):
         if not np.isfinite(arrays[name]).all():
             raise MessageError("malformed", f"{name} has non-finite values")
     reward = message.meta.get("reward")
     if not isinstance(reward, (int, float)) or reward not in (-1, 0, 1):
         raise MessageError("malformed", "reward must be -1, 0 or 1")
-    return Episode(arrays=arrays, reward=float(reward), meta=message.meta)
+    # only the arrays read here: an unknown one, unchecked, could not be split with the rest
+    return Episode(arrays={name: arrays[name] for name in (*EPISODE_ARRAYS, *optional)}, reward=float(reward),
+                   meta=message.meta)

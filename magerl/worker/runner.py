@@ -143,13 +143,17 @@ class Runner:
             agents[1 - learner_seat] = opponent
         session = GameSession(self.engine, decks, seed=seed, limits=self.config.limits)
         steps: dict[int, list] = {0: [], 1: []}
+        evaluations: dict[int, list[float]] = {0: [], 1: []}  # the engine's, for reward shaping
         decisions = 0
         try:
             while (decision := session.next_decision()) is not None:
                 agent = agents[decision.seat]
                 index = agent.act(decision)
                 if agent is learner:
-                    steps[decision.seat].extend(learner.take_steps())
+                    taken = learner.take_steps()
+                    steps[decision.seat].extend(taken)
+                    # the position is the one decided on: nothing is applied before `choose`
+                    evaluations[decision.seat].extend([session.evaluation(decision.seat)] * len(taken))
                     decisions += 1
                 session.choose(decision, index)
         except EngineError as exc:
@@ -163,9 +167,11 @@ class Runner:
         seats = [learner_seat]
         if opponent is None and decks[1 - learner_seat] in self.policy_decks:
             seats = [0, 1]
-        return [self._episode(steps[s], s, result.winner, opponent_name, result.turns) for s in seats if steps[s]]
+        return [self._episode(steps[s], evaluations[s], s, result.winner, opponent_name, result.turns)
+                for s in seats if steps[s]]
 
-    def _episode(self, steps: list, seat: int, winner: int | None, opponent: str, turns: int) -> Episode:
+    def _episode(self, steps: list, evaluations: list[float], seat: int, winner: int | None, opponent: str,
+                 turns: int) -> Episode:
         encoded, actions, logp, values, versions = zip(*steps)
         arrays = stack(encoded)
         arrays.update(
@@ -173,6 +179,7 @@ class Runner:
             logp=np.asarray(logp, np.float32),
             values=np.asarray(values, np.float32),
             versions=np.asarray(versions, np.int32),
+            evaluations=np.asarray(evaluations, np.float32),
         )
         reward = 0.0 if winner is None else (1.0 if winner == seat else -1.0)
         return Episode(arrays, reward, {"runner": self.index, "opponent": opponent, "turns": turns})
