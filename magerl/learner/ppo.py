@@ -13,7 +13,8 @@ change, over the same lambda-weighted horizon, of a potential: the engine's heur
 evaluation of the position, squashed to (-1, 1) and zero at the game's end. A potential
 that depends only on the position leaves the best policy unchanged; it gives a decision
 a signal from the board before the value head has learned one. The value head still
-learns the game's result alone.
+learns the game's result alone, and the policy never sees the evaluation (which may
+look at hidden cards): it only weighs training.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class PPOConfig:
     epochs: int = 2
     max_grad_norm: float = 1.0
     shaping: float = 0.0  # weight of the engine's evaluation as a shaping potential; 0: none
+
 
 #: the engine's evaluation runs about ±50 once a game between the standard decks is decided
 #: (measured over Easy-vs-policy games); tanh(evaluation / 20) puts that near ±1
