@@ -114,7 +114,9 @@ def test_a_stop_sent_to_the_main_process_alone_ends_a_match_and_its_game_process
     games are dropped, not played to the end first, and no game process plays on orphaned."""
     proc = subprocess.Popen([sys.executable, "-m", "magerl.cli", "play", "--agent", "random", "--agent", "random",
                              "--games", "400", "--jobs", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+                            start_new_session=True,
+                            # a shell's background job (nohup, `cmd &`) ignores SIGINT, and the ignore is inherited
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     while sum(parent == proc.pid for _, parent, _ in _processes()) < 3:  # the resource tracker and two game processes
         assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.poll() else "timeout"
