@@ -13,6 +13,7 @@ import torch
 from magerl.evaluator.ladder import difference, format_ladder, paired_difference, run_ladder, training_of
 from magerl.game.agents import make_agent
 from magerl.game.play import run_match, schedule, wilson
+from magerl.game.session import Limits
 from magerl.learner import checkpoint
 from magerl.model.network import ModelConfig, PolicyNet
 
@@ -37,6 +38,7 @@ def test_ladder_report(tmp_path, cards, decks) -> None:
         outcomes = entry["outcomes"]  # each game's, in schedule order: what `compare` pairs
         assert len(outcomes) == 4 and set(outcomes) <= set("WLDA")
         assert [outcomes.count(c) for c in "WLDA"] == [entry[k] for k in ("wins", "losses", "draws", "aborted")]
+        assert sum(entry["aborted_by"].values()) == entry["aborted"]
     assert report["opponents"]["random"]["target"] == 0.95
     assert report["opponents"]["engine:veryeasy"]["target"] is None
     text = format_ladder(report)
@@ -72,6 +74,18 @@ def test_ladder_report(tmp_path, cards, decks) -> None:
     with pytest.raises(ValueError, match="policy_decks"):
         run_ladder(cards, chosen, path, opponents=("random", "engine:veryeasy"), games=4, progress=False,
                    resume=one)
+
+
+def test_ladder_counts_aborted_games_by_cap(tmp_path, cards, decks) -> None:
+    path = bc_checkpoint(tmp_path / "bc", 1, 1.0)
+    chosen = [decks["white-weenie"], decks["green-stompy"]]
+    report = run_ladder(cards, chosen, path, opponents=("random",), games=2, jobs=1, progress=False,
+                        limits=Limits(max_turns=2))
+    entry = report["opponents"]["random"]
+    assert entry["outcomes"] == "AA" and entry["aborted_by"] == {"max_turns": 2} and entry["win_rate"] is None
+    assert "aborted against random: max_turns 2" in format_ladder(report)
+    del entry["aborted_by"]  # a report from before the field still formats
+    assert "aborted against" not in format_ladder(report)
 
 
 def test_training_of_a_self_play_checkpoint(tmp_path) -> None:

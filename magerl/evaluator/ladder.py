@@ -50,7 +50,8 @@ def training_of(checkpoint_path: Path) -> dict[str, Any]:
 def run_ladder(cards: CardDatabase, decks: list[Deck], checkpoint: Path, *, opponents: tuple[str, ...] = LADDER,
                games: int = 216, seed: int = DEFAULT_SEED, jobs: int = 1, greedy: bool = False,
                progress: bool = True, on_opponent: Callable[[dict[str, Any]], None] | None = None,
-               resume: dict[str, Any] | None = None, policy_decks: list[str] | None = None) -> dict[str, Any]:
+               resume: dict[str, Any] | None = None, policy_decks: list[str] | None = None,
+               limits: Limits = Limits()) -> dict[str, Any]:
     """Play `games` games against each opponent; the report as a JSON-ready dict.
 
     `policy_decks` (names among `decks`) limits the policy to those decks, each against
@@ -60,6 +61,10 @@ def run_ladder(cards: CardDatabase, decks: list[Deck], checkpoint: Path, *, oppo
     stopped keeps what it has measured. `resume` is such an earlier report of the same
     checkpoint and settings: its opponents are kept, not replayed, those not in
     `opponents` too, ahead of them (a ValueError names the setting that differs).
+
+    `limits` caps each game; a game past a cap is aborted, and each row counts its
+    aborted games by cap (`aborted_by`): a policy that stalls shows there, not only as
+    fewer games decided.
     """
     policy = f"{'greedy' if greedy else 'policy'}:{checkpoint}"
     entries: dict[str, Any] = {}
@@ -88,13 +93,14 @@ def run_ladder(cards: CardDatabase, decks: list[Deck], checkpoint: Path, *, oppo
             continue
         start = time.perf_counter()
         records = run_match(cards, decks, [policy, opponent], games=games, seed=seed, jobs=jobs,
-                            limits=Limits(), progress=progress, first_decks=first)
+                            limits=limits, progress=progress, first_decks=first)
         match = summarize(records, [policy, opponent], decks, seed=seed, jobs=jobs,
                           seconds=time.perf_counter() - start)
         overall = match.overall[0]
         entries[opponent] = {
             "win_rate": overall["win_rate"], "ci95": overall["ci95"], "wins": overall["wins"],
             "losses": overall["losses"], "draws": overall["draws"], "aborted": overall["aborted"],
+            "aborted_by": match.aborted,
             "games": overall["games"], "per_deck": match.per_deck[0], "mean_turns": match.mean_turns,
             "decision_ms": {"policy": match.decision_ms[0], "opponent": match.decision_ms[1]},
             "seconds": round(match.seconds, 1), "target": TARGETS.get(opponent),
@@ -122,6 +128,10 @@ def format_ladder(report: dict[str, Any]) -> str:
         ms = e["decision_ms"]
         lines.append(f"{name:<18}{e['games']:>6}{e['aborted']:>8}   {rate:<24} {target:>6}   "
                      f"{ms['policy'] or 0:.2f} / {ms['opponent'] or 0:.2f}")
+    for name, e in report["opponents"].items():
+        if e.get("aborted_by"):  # reports before the field have none
+            causes = ", ".join(f"{cause} {n}" for cause, n in sorted(e["aborted_by"].items()))
+            lines.append(f"aborted against {name}: {causes}")
     return "\n".join(lines)
 
 
