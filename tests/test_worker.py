@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from magerl.game.agents import RandomAgent
+from magerl.game.session import Limits
 from magerl.model.network import PolicyNet
 from magerl.worker.runner import Runner, RunnerConfig
 
@@ -88,3 +89,21 @@ def test_against_itself_only_the_seats_playing_the_policys_decks_learn() -> None
     finally:
         runner.close()
     assert len(against_green) == 1 and len(mirror) == 2
+
+
+def test_a_game_past_a_cap_is_counted_logged_and_not_sent() -> None:
+    metrics, log = Mock(), Mock()
+    runner = Runner(0, RunnerConfig("tcp://127.0.0.1:1", "tcp://127.0.0.1:2", decks=ALL, opponents={"random": 1.0},
+                                    limits=Limits(max_turns=2)), metrics, log)
+    runner.model, runner.version = PolicyNet().eval(), 0
+    try:
+        episodes = runner.play_game("random", RandomAgent(0), 0, (runner.decks[1], runner.decks[1]), seed=1)
+    finally:
+        runner.close()
+    assert episodes == []
+    metrics.record_episode_aborted.assert_called_once_with("max_turns")
+    metrics.record_episode_completed.assert_not_called()
+    log.warning.assert_called_once()
+    args, fields = log.warning.call_args
+    assert args == ("episode_aborted",) and fields["reason"] == "max_turns" and fields["turns"] == 3
+    assert fields["opponent"] == "random"

@@ -160,8 +160,10 @@ class Runner:
             self.log.error("engine_error", kind=ENGINE_ERROR_KIND.get(exc.cause_type, "other"), component="engine",
                            exc=exc, prompt=str(exc.prompt)[:200])
         result = session.result()
-        if result.aborted:
+        if result.aborted:  # dropped, not learned from: the log says why, for a policy that stalls
             self.metrics.record_episode_aborted(result.aborted)
+            self.log.warning("episode_aborted", reason=result.aborted, turns=result.turns, prompts=result.prompts,
+                             opponent=opponent_name)
             return []
         self.metrics.record_episode_completed(self.index, seconds=result.seconds, turns=result.turns, decisions=decisions)
         seats = [learner_seat]
