@@ -18,7 +18,7 @@ from magerl.game.agents import make_agent
 from magerl.game.cards import CARD_DB_ENV, CardDatabase, CardDataError
 from magerl.game.decks import Deck, DeckError, load_deck, standard_decks
 from magerl.game.play import MatchReport, run_match, summarize
-from magerl.game.session import Limits
+from magerl.game.session import CAPPED_REWARD, Limits
 
 EXIT_USAGE = 2
 
@@ -258,6 +258,9 @@ def _add_services(sub: Any) -> None:
                         "(an engine:DIFFICULTY weight is required)")
     worker.add_argument("--max-turns", type=int, default=Limits.max_turns)
     worker.add_argument("--max-prompts", type=int, default=Limits.max_prompts)
+    worker.add_argument("--capped-games", choices=("drop", *CAPPED_REWARD), default="drop",
+                        help="what a game stopped at --max-turns or --max-prompts teaches: nothing (drop, the default), "
+                        "or the learning seat's loss, or a draw")
     worker.add_argument("--seed", type=int, default=0)
     _add_card_db(worker)
     _metrics_args(worker)
@@ -296,6 +299,8 @@ def _add_services(sub: Any) -> None:
     train.add_argument("--eval-games", type=int, default=8, help="games per opponent per evaluation (default 8)")
     train.add_argument("--eval-opponent", action="append", metavar="AGENT", help="evaluation opponents (repeatable)")
     train.add_argument("--opponents", default=None, metavar="MIX", help="workers' opponent mix (see magerl worker)")
+    train.add_argument("--capped-games", choices=("drop", *CAPPED_REWARD), default="drop",
+                       help="what a game stopped at a cap teaches the workers' policy (see magerl worker)")
     train.add_argument("--policy-deck", action="append", metavar="DECK",
                        help="decks the learning policy plays, repeatable (default: all standard decks; "
                        "see magerl worker)")
@@ -400,6 +405,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         card_db=args.card_db,
         limits=Limits(args.max_turns, args.max_prompts),
         seed=args.seed,
+        capped=args.capped_games,
     )
     run_worker(config, runners, port=args.metrics_port, addr=args.metrics_addr)
     return 0
@@ -468,6 +474,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.max_samples_per_batch:
         learner += ["--max-samples-per-batch", str(args.max_samples_per_batch)]
     worker = ["--opponents", args.opponents] if args.opponents else []
+    worker += ["--capped-games", args.capped_games]
     for deck in _decks_checked(args.policy_deck, None) if args.policy_deck else []:
         worker += ["--policy-deck", deck]
     evaluator = ["--every", str(args.eval_every), "--games", str(args.eval_games)]

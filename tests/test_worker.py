@@ -13,6 +13,8 @@ import pytest
 from magerl.game.agents import RandomAgent
 from magerl.game.session import Limits
 from magerl.model.network import PolicyNet
+from magerl.transport.episodes import parse_episode
+from magerl.transport.messages import decode_message
 from magerl.worker.runner import Runner, RunnerConfig
 
 ALL = ["dimir-control", "green-stompy", "mono-red-burn", "white-weenie"]
@@ -107,3 +109,23 @@ def test_a_game_past_a_cap_is_counted_logged_and_not_sent() -> None:
     args, fields = log.warning.call_args
     assert args == ("episode_aborted",) and fields["reason"] == "max_turns" and fields["turns"] == 3
     assert fields["opponent"] == "random"
+    assert fields["learned"] is False
+
+
+@pytest.mark.parametrize("capped, reward", [("loss", -1.0), ("draw", 0.0)])
+def test_a_capped_game_can_be_sent_scored(capped: str, reward: float) -> None:
+    """--capped-games loss|draw: a stalled game teaches the policy instead of vanishing."""
+    metrics, log = Mock(), Mock()
+    runner = Runner(0, RunnerConfig("tcp://127.0.0.1:1", "tcp://127.0.0.1:2", decks=ALL, opponents={"random": 1.0},
+                                    limits=Limits(max_turns=2), capped=capped), metrics, log)
+    runner.model, runner.version = PolicyNet().eval(), 0
+    try:
+        episodes = runner.play_game("random", RandomAgent(0), 0, (runner.decks[1], runner.decks[1]), seed=1)
+    finally:
+        runner.close()
+    assert len(episodes) == 1
+    episode = parse_episode(decode_message(episodes[0].to_bytes()))  # the learner's view of it
+    assert episode.reward == reward and episode.meta["aborted"] == "max_turns" and episode.length > 0
+    metrics.record_episode_aborted.assert_called_once_with("max_turns")
+    metrics.record_episode_completed.assert_not_called()
+    assert log.warning.call_args[1]["learned"] is True

@@ -56,6 +56,11 @@ class Limits:
     max_prompts: int = 4000
 
 
+# What a game stopped at a cap may be scored as for training (`magerl worker --capped-games`),
+# instead of being dropped.
+CAPPED_REWARD = {"loss": -1.0, "draw": 0.0}
+
+
 @dataclass
 class GameResult:
     winner: int | None  # seat, None for a draw or an aborted game

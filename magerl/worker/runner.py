@@ -22,7 +22,7 @@ from magerl import telemetry
 from magerl.game.agents import EngineAIAgent, parse_mix
 from magerl.game.cards import CardDatabase
 from magerl.game.decks import load_deck
-from magerl.game.session import EngineError, GameSession, Limits
+from magerl.game.session import CAPPED_REWARD, EngineError, GameResult, GameSession, Limits
 from magerl.model.agent import PolicyAgent, one_core
 from magerl.model.encoding import stack
 from magerl.model.network import PolicyNet
@@ -62,6 +62,7 @@ class RunnerConfig:
     seed: int = 0
     snapshot_every: int = 10  # keep a past policy every this many versions
     snapshots: int = 5
+    capped: str = "drop"  # a game stopped at a cap (turns, prompts): "drop" or a CAPPED_REWARD
 
 
 class Runner:
@@ -160,20 +161,30 @@ class Runner:
             self.log.error("engine_error", kind=ENGINE_ERROR_KIND.get(exc.cause_type, "other"), component="engine",
                            exc=exc, prompt=str(exc.prompt)[:200])
         result = session.result()
-        if result.aborted:  # dropped, not learned from: the log says why, for a policy that stalls
+        # A game stopped at a cap is dropped unless `capped` scores it: dropped, a policy that
+        # stalls is never told so (against itself, both seats get the score: both stalled).
+        # An engine error is never the policy's doing: always dropped.
+        learned = result.aborted is None or (result.aborted != "engine_error" and self.config.capped in CAPPED_REWARD)
+        if result.aborted:
             self.metrics.record_episode_aborted(result.aborted)
             self.log.warning("episode_aborted", reason=result.aborted, turns=result.turns, prompts=result.prompts,
-                             opponent=opponent_name)
+                             opponent=opponent_name, learned=learned)
+        else:
+            self.metrics.record_episode_completed(self.index, seconds=result.seconds, turns=result.turns,
+                                                  decisions=decisions)
+        if not learned:
             return []
-        self.metrics.record_episode_completed(self.index, seconds=result.seconds, turns=result.turns, decisions=decisions)
         seats = [learner_seat]
         if opponent is None and decks[1 - learner_seat] in self.policy_decks:
             seats = [0, 1]
-        return [self._episode(steps[s], evaluations[s], s, result.winner, opponent_name, result.turns)
-                for s in seats if steps[s]]
+        return [self._episode(steps[s], evaluations[s], s, result, opponent_name) for s in seats if steps[s]]
 
-    def _episode(self, steps: list, evaluations: list[float], seat: int, winner: int | None, opponent: str,
-                 turns: int) -> Episode:
+    def _reward(self, seat: int, result: GameResult) -> float:
+        if result.aborted:
+            return CAPPED_REWARD[self.config.capped]
+        return 0.0 if result.winner is None else (1.0 if result.winner == seat else -1.0)
+
+    def _episode(self, steps: list, evaluations: list[float], seat: int, result: GameResult, opponent: str) -> Episode:
         encoded, actions, logp, values, versions = zip(*steps)
         arrays = stack(encoded)
         arrays.update(
@@ -183,8 +194,10 @@ class Runner:
             versions=np.asarray(versions, np.int32),
             evaluations=np.asarray(evaluations, np.float32),
         )
-        reward = 0.0 if winner is None else (1.0 if winner == seat else -1.0)
-        return Episode(arrays, reward, {"runner": self.index, "opponent": opponent, "turns": turns})
+        meta = {"runner": self.index, "opponent": opponent, "turns": result.turns}
+        if result.aborted:
+            meta["aborted"] = result.aborted
+        return Episode(arrays, self._reward(seat, result), meta)
 
     def run(self, stop: Any) -> None:
         while not stop.is_set() and self.model is None:
