@@ -40,7 +40,7 @@ CANDIDATE_ROWS = ("kinds", "refs", "target_player", "flags")
 @dataclass
 class Episode:
     arrays: dict[str, np.ndarray]
-    reward: float  # +1 win, -1 loss, 0 draw or aborted
+    reward: float  # +1 win, -1 loss, 0 draw; a game stopped at a cap as `--capped-games` scores it
     meta: dict[str, Any] = field(default_factory=dict)
     # the value estimate at the decision after the last one, where a split cut the game
     # (GAE bootstraps from it); None when the episode runs to the game's end
