@@ -93,15 +93,20 @@ def test_against_itself_only_the_seats_playing_the_policys_decks_learn() -> None
     assert len(against_green) == 1 and len(mirror) == 2
 
 
-def test_a_game_past_a_cap_is_counted_logged_and_not_sent() -> None:
+def _capped_game(capped: str) -> tuple[list, Mock, Mock]:
+    """A game against random stopped at a 2-turn cap: its episodes, metrics and log."""
     metrics, log = Mock(), Mock()
     runner = Runner(0, RunnerConfig("tcp://127.0.0.1:1", "tcp://127.0.0.1:2", decks=ALL, opponents={"random": 1.0},
-                                    limits=Limits(max_turns=2)), metrics, log)
+                                    limits=Limits(max_turns=2), capped=capped), metrics, log)
     runner.model, runner.version = PolicyNet().eval(), 0
     try:
-        episodes = runner.play_game("random", RandomAgent(0), 0, (runner.decks[1], runner.decks[1]), seed=1)
+        return runner.play_game("random", RandomAgent(0), 0, (runner.decks[1], runner.decks[1]), seed=1), metrics, log
     finally:
         runner.close()
+
+
+def test_a_game_past_a_cap_is_counted_logged_and_not_sent() -> None:
+    episodes, metrics, log = _capped_game("drop")
     assert episodes == []
     metrics.record_episode_aborted.assert_called_once_with("max_turns")
     metrics.record_episode_completed.assert_not_called()
@@ -115,14 +120,7 @@ def test_a_game_past_a_cap_is_counted_logged_and_not_sent() -> None:
 @pytest.mark.parametrize("capped, reward", [("loss", -1.0), ("draw", 0.0)])
 def test_a_capped_game_can_be_sent_scored(capped: str, reward: float) -> None:
     """--capped-games loss|draw: a stalled game teaches the policy instead of vanishing."""
-    metrics, log = Mock(), Mock()
-    runner = Runner(0, RunnerConfig("tcp://127.0.0.1:1", "tcp://127.0.0.1:2", decks=ALL, opponents={"random": 1.0},
-                                    limits=Limits(max_turns=2), capped=capped), metrics, log)
-    runner.model, runner.version = PolicyNet().eval(), 0
-    try:
-        episodes = runner.play_game("random", RandomAgent(0), 0, (runner.decks[1], runner.decks[1]), seed=1)
-    finally:
-        runner.close()
+    episodes, metrics, log = _capped_game(capped)
     assert len(episodes) == 1
     episode = parse_episode(decode_message(episodes[0].to_bytes()))  # the learner's view of it
     assert episode.reward == reward and episode.meta["aborted"] == "max_turns" and episode.length > 0
