@@ -273,6 +273,8 @@ def _add_services(sub: Any) -> None:
     evaluator.add_argument("--games", type=int, default=8, help="games per opponent per evaluation (default 8)")
     evaluator.add_argument("--every", type=int, default=20, help="updates between evaluations (default 20)")
     evaluator.add_argument("--deck", action="append", metavar="DECK")
+    evaluator.add_argument("--policy-deck", action="append", metavar="DECK",
+                           help="decks the policy plays, repeatable, each against every deck (default: all)")
     _add_card_db(evaluator)
     _metrics_args(evaluator)
     evaluator.set_defaults(func=cmd_evaluator)
@@ -420,12 +422,16 @@ def cmd_evaluator(args: argparse.Namespace) -> int:
             make_agent(spec)
         except ValueError as exc:
             raise UsageError(str(exc)) from exc
+    decks = _decks_checked(args.deck, args.card_db)
+    policy_decks = _decks_checked(args.policy_deck, args.card_db) if args.policy_deck else None
+    decks += [deck for deck in policy_decks or [] if deck not in decks]  # as a worker's, outside --deck too
     config = EvaluatorConfig(
         weights_address=f"tcp://{args.learner}:{args.weights_port}",
         opponents=opponents,
         games=args.games,
         every_updates=args.every,
-        decks=_decks_checked(args.deck, args.card_db),
+        decks=decks,
+        policy_decks=policy_decks,
         card_db=args.card_db,
     )
     run_evaluator(config, port=args.metrics_port, addr=args.metrics_addr)
@@ -478,6 +484,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     for deck in _decks_checked(args.policy_deck, None) if args.policy_deck else []:
         worker += ["--policy-deck", deck]
     evaluator = ["--every", str(args.eval_every), "--games", str(args.eval_games)]
+    for deck in args.policy_deck or []:  # checked with the workers' above
+        evaluator += ["--policy-deck", deck]
     for opponent in args.eval_opponent or []:
         evaluator += ["--opponent", opponent]
     from magerl.worker.supervisor import default_runners

@@ -36,6 +36,19 @@ def test_evaluate_tells_the_opponent_its_deck(engine, decks, monkeypatch) -> Non
     assert set(dealt) == {"white-weenie", "green-stompy"}
 
 
+def test_evaluate_plays_the_policy_decks_only(engine, decks, monkeypatch) -> None:
+    """A network trained on one deck (`magerl train --policy-deck`) is judged on that deck."""
+    import magerl.evaluator.service as service
+    from magerl.game.agents import RandomAgent
+
+    dealt = []
+    monkeypatch.setattr(service, "make_agent", lambda spec, seed=None, deck=None: dealt.append(deck) or RandomAgent(seed))
+    config = EvaluatorConfig(weights_address="tcp://127.0.0.1:1", games=4, decks=["white-weenie", "green-stompy"],
+                             policy_decks=["green-stompy"])
+    evaluate(PolicyNet(SMALL).eval(), 0, "random", config, engine, [decks[d].cards() for d in config.decks])
+    assert dealt == ["white-weenie"] * 4  # the policy played green in every game
+
+
 def test_eval_and_play_accept_a_checkpoint(tmp_path) -> None:
     checkpoint.save(tmp_path / "run" / "checkpoints", 3, PolicyNet(SMALL), None, {"version": 3})
     run = str(tmp_path / "run")

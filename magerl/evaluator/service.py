@@ -2,7 +2,9 @@
 
 Every `every_updates` versions it plays `games` games against each opponent, on fixed
 seeds, across the standard deck pairings with both seatings, and publishes each win rate
-(finished games only; aborted ones are logged). Its policy arrives like the workers':
+(finished games only; aborted ones are logged). Given the decks the learning policy
+plays (`policy_decks`, the workers' `--policy-deck`), it plays only those, against every
+deck: a one-deck network is judged on its deck. Its policy arrives like the workers':
 weights published by the learner.
 """
 
@@ -36,6 +38,7 @@ class EvaluatorConfig:
     games: int = 8
     every_updates: int = 20
     decks: list[str] = field(default_factory=lambda: sorted(standard_decks()))
+    policy_decks: list[str] | None = None  # the decks the learning policy plays (workers' --policy-deck); None: all
     seed: int = 10_000
     card_db: str | None = None
     limits: Limits = field(default_factory=Limits)
@@ -45,7 +48,8 @@ def evaluate(model: PolicyNet, version: int, opponent: str, config: EvaluatorCon
              decks: list[list[str]]) -> tuple[int, int, int]:
     """(wins, finished games, aborted games) of the policy against `opponent`."""
     wins = finished = aborted = 0
-    for spec in schedule(len(decks), config.games, config.seed):
+    first = None if config.policy_decks is None else [config.decks.index(d) for d in config.policy_decks]
+    for spec in schedule(len(decks), config.games, config.seed, first):
         agents: list[Any] = [None, None]
         seat_decks: list[list[str]] = [[], []]
         policy_seat = spec.agent_seats[0]
