@@ -424,7 +424,8 @@ def cmd_evaluator(args: argparse.Namespace) -> int:
             raise UsageError(str(exc)) from exc
     decks = _decks_checked(args.deck, args.card_db)
     policy_decks = _decks_checked(args.policy_deck, args.card_db) if args.policy_deck else None
-    decks += [deck for deck in policy_decks or [] if deck not in decks]  # as a worker's, outside --deck too
+    # a policy deck outside --deck is played too (a worker takes one); schedule() pairs decks by index
+    decks = decks + [deck for deck in policy_decks or [] if deck not in decks]
     config = EvaluatorConfig(
         weights_address=f"tcp://{args.learner}:{args.weights_port}",
         opponents=opponents,
@@ -481,11 +482,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         learner += ["--max-samples-per-batch", str(args.max_samples_per_batch)]
     worker = ["--opponents", args.opponents] if args.opponents else []
     worker += ["--capped-games", args.capped_games]
-    for deck in _decks_checked(args.policy_deck, None) if args.policy_deck else []:
-        worker += ["--policy-deck", deck]
-    evaluator = ["--every", str(args.eval_every), "--games", str(args.eval_games)]
-    for deck in args.policy_deck or []:  # checked with the workers' above
-        evaluator += ["--policy-deck", deck]
+    # the decks the policy learns: the workers deal them, the evaluator judges it on them
+    policy_decks = _decks_checked(args.policy_deck, None) if args.policy_deck else []
+    policy_decks = [flag for deck in policy_decks for flag in ("--policy-deck", deck)]
+    worker += policy_decks
+    evaluator = ["--every", str(args.eval_every), "--games", str(args.eval_games), *policy_decks]
     for opponent in args.eval_opponent or []:
         evaluator += ["--opponent", opponent]
     from magerl.worker.supervisor import default_runners
