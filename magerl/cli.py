@@ -484,9 +484,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     worker += ["--capped-games", args.capped_games]
     # the decks the policy learns: the workers deal them, the evaluator judges it on them
     policy_decks = _decks_checked(args.policy_deck, None) if args.policy_deck else []
-    policy_decks = [flag for deck in policy_decks for flag in ("--policy-deck", deck)]
-    worker += policy_decks
-    evaluator = ["--every", str(args.eval_every), "--games", str(args.eval_games), *policy_decks]
+    policy_flags = [flag for deck in policy_decks for flag in ("--policy-deck", deck)]
+    worker += policy_flags
+    evaluator = ["--every", str(args.eval_every), "--games", str(args.eval_games), *policy_flags]
     for opponent in args.eval_opponent or []:
         evaluator += ["--opponent", opponent]
     from magerl.worker.supervisor import default_runners
