@@ -225,6 +225,9 @@ def _add_services(sub: Any) -> None:
     learner.add_argument("--gae-lambda", type=float, default=None,
                          help="GAE lambda, 0 to 1: 1 credits every decision with its game's result, lower trusts the "
                          "value head for nearer credit (default 0.95)")
+    learner.add_argument("--gamma", type=float, default=None,
+                         help="discount per decision, above 0 up to 1: below 1 a result counts less the more "
+                         "decisions lie before it, and shorter wins more (default 1, none)")
     learner.add_argument("--ppo-epochs", type=int, default=None,
                          help="passes over each batch per update: more moves the policy further per game played "
                          "(default 2)")
@@ -290,6 +293,7 @@ def _add_services(sub: Any) -> None:
     train.add_argument("--max-samples-per-batch", type=int, default=None)
     train.add_argument("--lr", type=float, default=None, help="the learner's learning rate (default: magerl learner's)")
     train.add_argument("--gae-lambda", type=float, default=None, help="the learner's GAE lambda (default: magerl learner's)")
+    train.add_argument("--gamma", type=float, default=None, help="the learner's discount (default: magerl learner's)")
     train.add_argument("--ppo-epochs", type=int, default=None,
                        help="the learner's passes over each batch (default: magerl learner's)")
     train.add_argument("--entropy-coef", type=float, default=None,
@@ -325,6 +329,8 @@ def cmd_learner(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from exc
     if args.gae_lambda is not None and not 0.0 <= args.gae_lambda <= 1.0:
         raise UsageError(f"--gae-lambda must be between 0 and 1, not {args.gae_lambda}")
+    if args.gamma is not None and not 0.0 < args.gamma <= 1.0:
+        raise UsageError(f"--gamma must be above 0 and at most 1, not {args.gamma}")
     if args.threads is not None and args.threads < 1:
         raise UsageError(f"--threads must be at least 1, not {args.threads}")
     if args.ppo_epochs is not None and args.ppo_epochs < 1:
@@ -338,8 +344,8 @@ def cmd_learner(args: argparse.Namespace) -> int:
         weights_address=f"tcp://{args.bind_host}:{args.weights_port}",
         model=ModelConfig(args.d_model, args.layers, args.heads),
         ppo=PPOConfig(lr=args.lr, **{field: value for field, value in (
-            ("gae_lambda", args.gae_lambda), ("epochs", args.ppo_epochs), ("entropy_coef", args.entropy_coef),
-            ("shaping", args.shaping))
+            ("gae_lambda", args.gae_lambda), ("gamma", args.gamma), ("epochs", args.ppo_epochs),
+            ("entropy_coef", args.entropy_coef), ("shaping", args.shaping))
             if value is not None}),
         max_samples_per_batch=cap,
         checkpoint_every=args.checkpoint_every,
@@ -464,8 +470,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     model = ["--d-model", str(args.d_model), "--layers", str(args.layers), "--heads", str(args.heads)]
     learner = [*model, "--checkpoint-every", str(args.checkpoint_every),
                "--recipe-command", "magerl " + shlex.join(args.argv)]
-    for flag, value in (("--lr", args.lr), ("--gae-lambda", args.gae_lambda), ("--ppo-epochs", args.ppo_epochs),
-                        ("--entropy-coef", args.entropy_coef), ("--shaping", args.shaping)):
+    for flag, value in (("--lr", args.lr), ("--gae-lambda", args.gae_lambda), ("--gamma", args.gamma),
+                        ("--ppo-epochs", args.ppo_epochs), ("--entropy-coef", args.entropy_coef),
+                        ("--shaping", args.shaping)):
         if value is not None:  # unset: the learner's own default
             learner += [flag, str(value)]
     if args.init_from:

@@ -301,24 +301,27 @@ def test_train_hands_its_learner_the_start_and_learning_rate(tmp_path, monkeypat
     monkeypatch.setattr(magerl.train, "Trainer", lambda options: started.append(options) or type(
         "Started", (), {"run": staticmethod(lambda: 0)}))
     assert main(["train", "--run-dir", str(tmp_path / "run"), "--updates", "1", "--init-from", "default",
-                 "--lr", "5e-05", "--gae-lambda", "0.9", "--ppo-epochs", "4", "--entropy-coef", "0.03",
-                 "--shaping", "0.5"]) == 0
+                 "--lr", "5e-05", "--gae-lambda", "0.9", "--gamma", "0.99", "--ppo-epochs", "4",
+                 "--entropy-coef", "0.03", "--shaping", "0.5"]) == 0
     learner = build_parser().parse_args(["learner", *started[0].learner_args])
-    assert learner.lr == 5e-05 and learner.gae_lambda == 0.9 and learner.ppo_epochs == 4
+    assert learner.lr == 5e-05 and learner.gae_lambda == 0.9 and learner.gamma == 0.99 and learner.ppo_epochs == 4
     assert learner.entropy_coef == 0.03 and learner.shaping == 0.5
     assert learner.init_from == "default"
     # kept in the checkpoints' recipe
     assert learner.recipe_command == (f"magerl train --run-dir {tmp_path / 'run'} --updates 1 --init-from default "
-                                      "--lr 5e-05 --gae-lambda 0.9 --ppo-epochs 4 --entropy-coef 0.03 --shaping 0.5")
+                                      "--lr 5e-05 --gae-lambda 0.9 --gamma 0.99 --ppo-epochs 4 --entropy-coef 0.03 "
+                                      "--shaping 0.5")
     assert main(["learner", "--checkpoint-dir", str(tmp_path / "ckpt"), "--gae-lambda", "1.5"]) == 2
     assert main(["learner", "--checkpoint-dir", str(tmp_path / "ckpt"), "--ppo-epochs", "0"]) == 2
+    for gamma in ("0", "1.01"):
+        assert main(["learner", "--checkpoint-dir", str(tmp_path / "ckpt"), "--gamma", gamma]) == 2
     assert main(["learner", "--checkpoint-dir", str(tmp_path / "ckpt"), "--entropy-coef", "-0.1"]) == 2
     assert main(["learner", "--checkpoint-dir", str(tmp_path / "ckpt"), "--shaping", "-1"]) == 2
     configs = []
     monkeypatch.setattr(magerl.learner.server, "run_learner", lambda config, **_: configs.append(config))
     assert main(["learner", "--checkpoint-dir", str(tmp_path / "ckpt"), *started[0].learner_args]) == 0
     assert configs[0].ppo.epochs == 4 and configs[0].ppo.gae_lambda == 0.9 and configs[0].ppo.lr == 5e-05
-    assert configs[0].ppo.entropy_coef == 0.03 and configs[0].ppo.shaping == 0.5
+    assert configs[0].ppo.entropy_coef == 0.03 and configs[0].ppo.shaping == 0.5 and configs[0].ppo.gamma == 0.99
     # the shipped policy is a set: a run on one of its decks continues that deck's network
     for decks, member in (([], "others"), (["mono-red-burn"], "deck-mono-red-burn"),
                           (["green-stompy"], "deck-green-stompy")):

@@ -285,6 +285,35 @@ def test_shaping_credits_a_decision_with_the_engines_evaluation_changing_after_i
     np.testing.assert_allclose(make_batch([episode], 0.0, shaping=0.5).advantages, plain.advantages)
 
 
+def test_a_discount_counts_a_result_less_the_further_it_lies_ahead() -> None:
+    """gamma < 1: lambda 1 credits a decision with gamma**k times the result k decisions on;
+    a cut part discounts the value it bootstraps from; shaping discounts the potential."""
+    from magerl.learner.ppo import EVALUATION_SCALE, gae, make_batch
+
+    values = np.array([0.0, 0.5, -0.5], np.float32)
+    np.testing.assert_allclose(gae(values, 1.0, 1.0, 0.9), [0.81, 0.9, 1.0] - values, rtol=1e-6)
+    np.testing.assert_allclose(gae(values, 1.0, 0.0, 0.9), [0.45, -0.95, 1.5], rtol=1e-6)
+    np.testing.assert_allclose(gae(values, 1.0, 0.0, 0.9, cut=True), [0.45, -0.95, 1.4], rtol=1e-6)
+    episode = synthetic_episode(np.random.default_rng(0), steps=6, objects=2, candidates=2)
+    episode.arrays["values"] = np.linspace(-0.5, 0.5, 6, dtype=np.float32)
+    head, tail = episode.split(4)
+    whole = gae(episode.arrays["values"], episode.reward, 0.0, 0.9) + episode.arrays["values"]
+    np.testing.assert_allclose(make_batch([head, tail], 0.0, gamma=0.9).returns, whole, rtol=1e-6)
+    # lambda 1: the result, discounted, where the game ends; the discounted value where it was cut
+    monte_carlo = make_batch([head, tail], 1.0, gamma=0.9).returns
+    np.testing.assert_allclose(monte_carlo[4:], [0.9 * episode.reward, episode.reward], rtol=1e-6)
+    np.testing.assert_allclose(monte_carlo[:4], 0.9 ** np.arange(4, 0, -1) * episode.arrays["values"][4], rtol=1e-6)
+    episode.arrays["values"] = np.zeros(6, np.float32)
+    episode.arrays["evaluations"] = np.array([0, 0, 40, 40, -40, -40], np.float32)
+    phi = np.tanh(episode.arrays["evaluations"] / EVALUATION_SCALE)
+    raw = gae(episode.arrays["values"], episode.reward, 0.0, 0.9) + 0.5 * (0.9 * np.append(phi[1:], 0.0) - phi)
+    shaped = make_batch([episode], 0.0, shaping=0.5, gamma=0.9)
+    np.testing.assert_allclose(shaped.advantages, (raw - raw.mean()) / (raw.std() + 1e-6), rtol=1e-5)
+    head, tail = episode.split(3)
+    np.testing.assert_allclose(make_batch([head, tail], 0.0, shaping=0.5, gamma=0.9).advantages, shaped.advantages,
+                               rtol=1e-5)
+
+
 def test_updates_log_the_training_games_results_by_opponent() -> None:
     """A game cut across two batches counts once, in the batch that holds its end."""
     from magerl.learner.server import results_by_opponent

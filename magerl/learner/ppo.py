@@ -6,7 +6,10 @@ terminal (+1 win, -1 loss). With `gae_lambda` 1 each decision's advantage is its
 episode's result minus the behaviour policy's value estimate: every decision of a game
 shares its result, whatever it did. Below 1 (GAE, Schulman et al. 2016) a decision is
 credited mostly with the change in value over the next few decisions, which gives each
-decision its own signal at the price of trusting the value head.
+decision its own signal at the price of trusting the value head. A discount `gamma` below
+1 (default 1, none) counts a result gamma**k from a decision k decisions before the end:
+of two wins the shorter is worth more, and a decision's credit fades with its distance
+from the result.
 
 Reward shaping (`shaping` > 0, Ng et al. 1999) adds to each decision's advantage the
 change, over the same lambda-weighted horizon, of a potential: the engine's heuristic
@@ -39,6 +42,7 @@ class PPOConfig:
     value_coef: float = 0.5
     entropy_coef: float = 0.01
     gae_lambda: float = 0.95
+    gamma: float = 1.0  # discount per decision; 1: none
     epochs: int = 2
     max_grad_norm: float = 1.0
     shaping: float = 0.0  # weight of the engine's evaluation as a shaping potential; 0: none
@@ -62,45 +66,49 @@ class Batch:
         return len(self.actions)
 
 
-def gae(values: np.ndarray, end: float, lam: float) -> np.ndarray:
-    """Generalised advantage estimates of one episode with a terminal reward and no discount.
+def gae(values: np.ndarray, end: float, lam: float, gamma: float = 1.0, cut: bool = False) -> np.ndarray:
+    """Generalised advantage estimates of one episode with a terminal reward.
 
-    The TD errors are the value's change from one decision to the next, and `end` (the
-    reward, or the value where a split cut the game) minus the last value; each advantage
-    sums the ones from its decision on, weighted lam**k. With lam 1 they telescope to
-    `end - values`.
+    The TD errors are the discounted next value minus this one; at the last decision,
+    `end` minus its value, where `end` is the reward, or, where a split cut the game
+    (`cut`), the next decision's value, discounted like any other. Each advantage sums
+    the errors from its decision on, weighted (gamma * lam)**k. With gamma and lam 1
+    they telescope to `end - values`.
     """
-    deltas = np.append(values[1:], np.float32(end)) - values
+    deltas = np.append(gamma * values[1:], np.float32(gamma * end if cut else end)) - values
     advantages = np.empty_like(deltas)
     running = 0.0
     for t in range(len(deltas) - 1, -1, -1):
-        running = deltas[t] + lam * running
+        running = deltas[t] + gamma * lam * running
         advantages[t] = running
     return advantages
 
 
-def shaping_advantages(episode: Episode, lam: float) -> np.ndarray:
+def shaping_advantages(episode: Episode, lam: float, gamma: float = 1.0) -> np.ndarray:
     """The potential's lambda-weighted change from each decision on (zeros for an episode
-    without the engine's evaluations, e.g. from an older worker)."""
+    without the engine's evaluations, e.g. from an older worker). The potential is 0 at
+    the game's end and discounted everywhere (gamma * phi(next) - phi), as Ng et al.'s
+    shaping must be to leave the best policy unchanged."""
     evaluations = episode.arrays.get("evaluations")
     if evaluations is None:
         return np.zeros(episode.length, np.float32)
     end = 0.0 if episode.bootstrap_evaluation is None else np.tanh(episode.bootstrap_evaluation / EVALUATION_SCALE)
-    return gae(np.tanh(evaluations / EVALUATION_SCALE), end, lam)
+    return gae(np.tanh(evaluations / EVALUATION_SCALE), end, lam, gamma, cut=True)
 
 
-def make_batch(episodes: list[Episode], gae_lambda: float = 1.0, shaping: float = 0.0) -> Batch:
+def make_batch(episodes: list[Episode], gae_lambda: float = 1.0, shaping: float = 0.0, gamma: float = 1.0) -> Batch:
     """A training batch; `returns` are the value head's targets (lambda-returns)."""
     inputs = {k: np.concatenate([e.arrays[k] for e in episodes]) for k in RAGGED_KEYS}
     values = np.concatenate([e.arrays["values"] for e in episodes])
-    if gae_lambda == 1.0:
+    if gae_lambda == 1.0 and gamma == 1.0:  # every decision's target is its game's result, even in a cut part
         advantages = np.concatenate([np.full(e.length, e.reward, np.float32) for e in episodes]) - values
     else:
         advantages = np.concatenate([gae(e.arrays["values"], e.reward if e.bootstrap is None else e.bootstrap,
-                                          gae_lambda) for e in episodes])
+                                         gae_lambda, gamma, cut=e.bootstrap is not None) for e in episodes])
     returns = (advantages + values).astype(np.float32)
     if shaping:
-        advantages = advantages + shaping * np.concatenate([shaping_advantages(e, gae_lambda) for e in episodes])
+        advantages = advantages + shaping * np.concatenate(
+            [shaping_advantages(e, gae_lambda, gamma) for e in episodes])
     advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-6)
     return Batch(
         inputs=inputs,

@@ -265,7 +265,7 @@ class Learner:
         self.log.info("checkpoint_saved", path=str(path), updates=self.updates)
 
     def train_step(self, episodes: list[Episode], batch_size: int) -> None:
-        batch = make_batch(episodes, self.config.ppo.gae_lambda, self.config.ppo.shaping)
+        batch = make_batch(episodes, self.config.ppo.gae_lambda, self.config.ppo.shaping, self.config.ppo.gamma)
         lag = float(np.mean(self.version - batch.versions))
         try:
             loss, stats = update(self.model, self.optimizer, batch, self.config.ppo,
