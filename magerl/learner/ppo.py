@@ -97,7 +97,9 @@ def shaping_advantages(episode: Episode, lam: float, gamma: float = 1.0) -> np.n
 
 
 def make_batch(episodes: list[Episode], gae_lambda: float = 1.0, shaping: float = 0.0, gamma: float = 1.0) -> Batch:
-    """A training batch; `returns` are the value head's targets (lambda-returns)."""
+    """A training batch; `returns` are the value head's targets (lambda-returns). With a
+    discount, a part the learner cut from its game bootstraps from the value where it was
+    cut, at lambda 1 too: a part does not carry how many decisions its game had left."""
     inputs = {k: np.concatenate([e.arrays[k] for e in episodes]) for k in RAGGED_KEYS}
     values = np.concatenate([e.arrays["values"] for e in episodes])
     if gae_lambda == 1.0 and gamma == 1.0:  # every decision's target is its game's result, even in a cut part
