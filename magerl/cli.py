@@ -317,6 +317,20 @@ def _add_services(sub: Any) -> None:
     train.set_defaults(func=cmd_train)
 
 
+def _check_ppo_flags(args: argparse.Namespace) -> None:
+    """The PPO options `learner` and `train` share, checked where they are typed: `train`
+    refuses a bad value itself rather than through the learner process it would start."""
+    if args.gae_lambda is not None and not 0.0 <= args.gae_lambda <= 1.0:
+        raise UsageError(f"--gae-lambda must be between 0 and 1, not {args.gae_lambda}")
+    if args.gamma is not None and not 0.0 < args.gamma <= 1.0:
+        raise UsageError(f"--gamma must be above 0 and at most 1, not {args.gamma}")
+    if args.ppo_epochs is not None and args.ppo_epochs < 1:
+        raise UsageError(f"--ppo-epochs must be at least 1, not {args.ppo_epochs}")
+    for flag, value in (("--entropy-coef", args.entropy_coef), ("--shaping", args.shaping)):
+        if value is not None and value < 0:
+            raise UsageError(f"{flag} must not be negative, not {value}")
+
+
 def cmd_learner(args: argparse.Namespace) -> int:
     from magerl.learner.batch_size import max_samples_per_batch
     from magerl.learner.ppo import PPOConfig
@@ -327,17 +341,9 @@ def cmd_learner(args: argparse.Namespace) -> int:
         cap = args.max_samples_per_batch or max_samples_per_batch(512)
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
-    if args.gae_lambda is not None and not 0.0 <= args.gae_lambda <= 1.0:
-        raise UsageError(f"--gae-lambda must be between 0 and 1, not {args.gae_lambda}")
-    if args.gamma is not None and not 0.0 < args.gamma <= 1.0:
-        raise UsageError(f"--gamma must be above 0 and at most 1, not {args.gamma}")
+    _check_ppo_flags(args)
     if args.threads is not None and args.threads < 1:
         raise UsageError(f"--threads must be at least 1, not {args.threads}")
-    if args.ppo_epochs is not None and args.ppo_epochs < 1:
-        raise UsageError(f"--ppo-epochs must be at least 1, not {args.ppo_epochs}")
-    for flag, value in (("--entropy-coef", args.entropy_coef), ("--shaping", args.shaping)):
-        if value is not None and value < 0:
-            raise UsageError(f"{flag} must not be negative, not {value}")
     config = LearnerConfig(
         checkpoint_dir=Path(args.checkpoint_dir),
         episodes_address=f"tcp://{args.bind_host}:{args.episodes_port}",
@@ -461,6 +467,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from magerl.learner.checkpoint import list_checkpoints
     from magerl.train import TrainOptions, Trainer
 
+    _check_ppo_flags(args)
     run_dir = Path(args.run_dir or Path("runs") / time.strftime("%Y%m%d-%H%M%S"))
     has_checkpoints = bool(list_checkpoints(run_dir / "checkpoints"))
     if has_checkpoints and not args.resume:

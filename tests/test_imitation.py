@@ -311,12 +311,13 @@ def test_train_hands_its_learner_the_start_and_learning_rate(tmp_path, monkeypat
     assert learner.recipe_command == (f"magerl train --run-dir {tmp_path / 'run'} --updates 1 --init-from default "
                                       "--lr 5e-05 --gae-lambda 0.9 --gamma 0.99 --ppo-epochs 4 --entropy-coef 0.03 "
                                       "--shaping 0.5")
-    assert main(["learner", "--checkpoint-dir", str(tmp_path / "ckpt"), "--gae-lambda", "1.5"]) == 2
-    assert main(["learner", "--checkpoint-dir", str(tmp_path / "ckpt"), "--ppo-epochs", "0"]) == 2
-    for gamma in ("0", "1.01"):
-        assert main(["learner", "--checkpoint-dir", str(tmp_path / "ckpt"), "--gamma", gamma]) == 2
-    assert main(["learner", "--checkpoint-dir", str(tmp_path / "ckpt"), "--entropy-coef", "-0.1"]) == 2
-    assert main(["learner", "--checkpoint-dir", str(tmp_path / "ckpt"), "--shaping", "-1"]) == 2
+    # a bad value is refused by the command it was typed to; train starts nothing
+    for command in (["learner", "--checkpoint-dir", str(tmp_path / "ckpt")],
+                    ["train", "--run-dir", str(tmp_path / "bad"), "--updates", "1"]):
+        for bad in (["--gae-lambda", "1.5"], ["--ppo-epochs", "0"], ["--gamma", "0"], ["--gamma", "1.01"],
+                    ["--entropy-coef", "-0.1"], ["--shaping", "-1"]):
+            assert main([*command, *bad]) == 2, bad
+    assert len(started) == 1
     configs = []
     monkeypatch.setattr(magerl.learner.server, "run_learner", lambda config, **_: configs.append(config))
     assert main(["learner", "--checkpoint-dir", str(tmp_path / "ckpt"), *started[0].learner_args]) == 0
