@@ -317,7 +317,7 @@ def test_train_hands_its_learner_the_start_and_learning_rate(tmp_path, monkeypat
         for bad in (["--gae-lambda", "1.5"], ["--ppo-epochs", "0"], ["--gamma", "0"], ["--gamma", "1.01"],
                     ["--entropy-coef", "-0.1"], ["--shaping", "-1"]):
             assert main([*command, *bad]) == 2, bad
-    assert len(started) == 1
+    assert len(started) == 1 and not (tmp_path / "bad").exists()
     configs = []
     monkeypatch.setattr(magerl.learner.server, "run_learner", lambda config, **_: configs.append(config))
     assert main(["learner", "--checkpoint-dir", str(tmp_path / "ckpt"), *started[0].learner_args]) == 0
