@@ -135,8 +135,11 @@ def _add_ladder(sub: Any) -> None:
                                description="For each opponent both ladder reports played: A's and B's win rates "
                                "and A − B with its 95% interval; 'A ahead' or 'B ahead' only where the interval "
                                "excludes 0. Ladders of the same seeds and decks are compared game by game "
-                               "('paired'), which counts that both checkpoints tend to win the same games.")
-    compare.add_argument("reports", nargs=2, metavar="REPORT", help="two ladder JSON reports: A, then B")
+                               "('paired'), which counts that both checkpoints tend to win the same games. "
+                               "More pairs of reports (the same two checkpoints on other seeds) are shown "
+                               "pair by pair and pooled.")
+    compare.add_argument("reports", nargs="+", metavar="REPORT",
+                         help="ladder JSON reports in pairs: A, then B; A B A B ... to pool several seed sets")
     compare.add_argument("--deck", metavar="DECK",
                          help="only the games the policy played with this deck (a policy set's deck network)")
     compare.set_defaults(func=cmd_ladder_compare)
@@ -725,9 +728,11 @@ def cmd_ladder_plot(args: argparse.Namespace) -> int:
 def cmd_ladder_compare(args: argparse.Namespace) -> int:
     from magerl.evaluator.ladder import format_comparison
 
-    a, b = (_read_report(Path(name)) for name in args.reports)
+    if len(args.reports) % 2:
+        raise UsageError(f"compare takes reports in pairs, A then B (A B [A B ...]); got {len(args.reports)}")
+    reports = [_read_report(Path(name)) for name in args.reports]
     try:
-        print(format_comparison(a, b, args.deck))
+        print(format_comparison(list(zip(reports[0::2], reports[1::2])), args.deck))
     except (KeyError, TypeError) as exc:
         raise UsageError(f"not a ladder report: missing {exc}") from exc
     except ValueError as exc:

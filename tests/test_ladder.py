@@ -142,7 +142,8 @@ def test_cli_ladder_run_and_plot(tmp_path) -> None:
 
 def test_compare_two_ladders(tmp_path) -> None:
     def report(name: str, wins: dict[str, int], games: int = 200) -> Path:
-        entries = {o: {"win_rate": w / games, "ci95": list(wilson(w, games)), "games": games} for o, w in wins.items()}
+        entries = {o: {"win_rate": w / games, "ci95": list(wilson(w, games)), "wins": w, "games": games}
+                   for o, w in wins.items()}
         path = tmp_path / f"{name}.json"
         path.write_text(json.dumps({"checkpoint": name, "decision_rule": "sample", "seed": 20000,
                                     "decks": ["white-weenie"], "opponents": entries}))
@@ -182,7 +183,7 @@ def test_compare_pairs_the_games_of_one_schedule(tmp_path) -> None:
     difference; counted as independent games, it is not."""
     def report(name: str, outcomes: str, seed: int = 40000) -> Path:
         wins, n = outcomes.count("W"), len(outcomes)
-        entry = {"win_rate": wins / n, "ci95": list(wilson(wins, n)), "games": n, "outcomes": outcomes}
+        entry = {"win_rate": wins / n, "ci95": list(wilson(wins, n)), "wins": wins, "games": n, "outcomes": outcomes}
         path = tmp_path / f"{name}-{seed}.json"
         path.write_text(json.dumps({"checkpoint": name, "decision_rule": "sample", "seed": seed,
                                     "decks": ["white-weenie"], "opponents": {"engine:easy": entry}}))
@@ -198,6 +199,42 @@ def test_compare_pairs_the_games_of_one_schedule(tmp_path) -> None:
     assert unpaired.stdout.splitlines()[-1].endswith("not separated, unpaired")
 
 
+def test_compare_pools_pairs_of_ladders_on_other_seeds(tmp_path) -> None:
+    """Three seed sets, each 5 games ahead of 60 and not separated alone: pooled, their games
+    joined and paired, the same lead is clear of zero. A pool that would count a game twice,
+    or an odd number of reports, is refused."""
+    a = "W" * 40 + "W" * 6 + "L" * 1 + "L" * 13
+    b = "W" * 40 + "L" * 6 + "W" * 1 + "L" * 13
+
+    def report(name: str, outcomes: str, seed: int) -> str:
+        wins, n = outcomes.count("W"), len(outcomes)
+        entry = {"win_rate": wins / n, "ci95": list(wilson(wins, n)), "wins": wins, "games": n, "outcomes": outcomes}
+        path = tmp_path / f"{name}-{seed}.json"
+        path.write_text(json.dumps({"checkpoint": name, "decision_rule": "sample", "seed": seed,
+                                    "decks": ["white-weenie"], "opponents": {"engine:easy": entry}}))
+        return str(path)
+
+    pairs = [report(name, outcomes, seed) for seed in (40000, 50000, 60000) for name, outcomes in (("a", a), ("b", b))]
+    proc = magerl("ladder", "compare", *pairs)
+    assert proc.returncode == 0, proc.stderr
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("engine:easy")]
+    assert [row.split()[1] for row in rows] == ["40000", "50000", "60000", "pooled"]
+    assert all(row.endswith("not separated, paired") for row in rows[:3])
+    d, low, high = paired_difference(a * 3, b * 3)
+    assert low > 0 and f"[{low:+.1%}, {high:+.1%}]" in rows[3] and rows[3].endswith("A ahead, paired")
+    assert "76.7% (180)" in rows[3] and "68.3% (180)" in rows[3]
+
+    mixed = magerl("ladder", "compare", *pairs[:3], report("b", b, 70000))  # the second pair: other seeds
+    assert mixed.returncode == 0 and "a pair's ladders played different seeds" in mixed.stdout
+    assert [line.rsplit(", ", 1)[1] for line in mixed.stdout.splitlines() if line.startswith("engine:easy")] == [
+        "paired", "unpaired", "unpaired"]  # a pool is paired only if every pair is
+
+    twice = magerl("ladder", "compare", *pairs[:2], *pairs[:2])
+    assert twice.returncode == 2 and "would count twice" in twice.stderr
+    odd = magerl("ladder", "compare", *pairs[:3])
+    assert odd.returncode == 2 and "in pairs" in odd.stderr
+
+
 def test_compare_one_deck_of_two_set_ladders(tmp_path) -> None:
     """`compare --deck`: the games the policy played with one deck, picked out by the schedule
     (with two decks it cycles deck 0 twice, then deck 1 twice), paired; the other deck's games
@@ -210,7 +247,7 @@ def test_compare_one_deck_of_two_set_ladders(tmp_path) -> None:
 
         def entry(won: str) -> dict:
             return {"win_rate": won.count("W") / len(won), "ci95": list(wilson(won.count("W"), len(won))),
-                    "games": len(won)}
+                    "wins": won.count("W"), "games": len(won)}
         opponent = {**entry(outcomes), "outcomes": outcomes,
                     "per_deck": {decks[0]: entry(first), decks[1]: entry(second)}}
         path = tmp_path / f"{name}.json"
@@ -229,7 +266,7 @@ def test_compare_one_deck_of_two_set_ladders(tmp_path) -> None:
     whole = magerl("ladder", "compare", str(a), str(b))
     assert "62.0% (200)" in whole.stdout  # 74 + 50 of both decks
     bad = magerl("ladder", "compare", str(a), str(b), "--deck", "mono-red-burn")
-    assert bad.returncode == 2 and "not a deck of both ladders" in bad.stderr
+    assert bad.returncode == 2 and "not a deck of every ladder" in bad.stderr
 
 
 def test_published_ladder_reports_are_of_the_shipped_policy() -> None:

@@ -192,41 +192,101 @@ def deck_outcomes(report: dict[str, Any], outcomes: str, deck: str) -> str:
     return "".join(outcomes[game.index] for game in games if game.decks[0] == index)
 
 
-def format_comparison(a: dict[str, Any], b: dict[str, Any], deck: str | None = None) -> str:
-    """Each opponent both reports played: both win rates and their difference with its interval,
-    game by game where both reports played the same schedule and kept each game's outcome.
-    With `deck`, only the games the policy played with that deck (the reports' per-deck rows):
-    one deck network's change inside two ladders of a policy set. Raises ValueError for a deck
-    either ladder did not play."""
-    if deck and not (deck in a["decks"] and deck in b["decks"]):
-        raise ValueError(f"{deck} is not a deck of both ladders (A played {', '.join(a['decks'])})")
-    lines = [f"A: {a['checkpoint']} ({a['decision_rule']})", f"B: {b['checkpoint']} ({b['decision_rule']})"]
+Sides = tuple[str, str, tuple[int, int], tuple[int, int]]  # A's and B's outcomes, (won, finished)
+
+
+def format_comparison(pairs: list[tuple[dict[str, Any], dict[str, Any]]], deck: str | None = None) -> str:
+    """Each opponent all the (A, B) report pairs played: both win rates and their difference
+    with its interval, game by game where a pair played the same schedule and kept each game's
+    outcome. Several pairs (the same two checkpoints on other seeds) are shown one by one and
+    pooled: their games joined, paired if every pair is. With `deck`, only the games the policy
+    played with that deck (the reports' per-deck rows): one deck network's change inside two
+    ladders of a policy set. Raises ValueError for a deck a ladder did not play, or for pairs
+    whose seeds overlap (pooled, those games would count twice)."""
+    reports = [r for pair in pairs for r in pair]
+    if deck and not all(deck in r["decks"] for r in reports):
+        missing = next(r for r in reports if deck not in r["decks"])
+        raise ValueError(f"{deck} is not a deck of every ladder ({missing['checkpoint']} played "
+                         f"{', '.join(missing['decks'])})")
+    lines: list[str] = []
+    for side, half in (("A", [a for a, _ in pairs]), ("B", [b for _, b in pairs])):
+        names = dict.fromkeys(f"{r['checkpoint']} ({r['decision_rule']})" for r in half)
+        lines.append(f"{side}: {', '.join(names)}")
     if deck:
         lines.append(f"the games the policy played with {deck} only")
-    same = (a["seed"], a["decks"], a.get("policy_decks")) == (b["seed"], b["decks"], b.get("policy_decks"))
-    if not same:
-        lines.append("note: the ladders played different seeds or decks")
-    lines.append(f"{'opponent':<18}{'A (games)':>14}{'B (games)':>14}   A − B   95% CI")
-    shared = [o for o in a["opponents"] if o in b["opponents"]]
+    same = [(a["seed"], a["decks"], a.get("policy_decks")) == (b["seed"], b["decks"], b.get("policy_decks"))
+            for a, b in pairs]
+    if not all(same):
+        lines.append("note: " + ("the ladders" if len(pairs) == 1 else "a pair's ladders")
+                     + " played different seeds or decks")
+    shared = [o for o in pairs[0][0]["opponents"] if all(o in r["opponents"] for r in reports)]
+    pooled = len(pairs) > 1
+    if pooled:
+        _refuse_overlap(reports, shared)
+        lines.append(f"{len(pairs)} pairs of ladders, each by its seeds (A's), then pooled")
+    seeds = f"{'seeds':<9}" if pooled else ""
+    lines.append(f"{'opponent':<18}{seeds}{'A (games)':>14}{'B (games)':>14}   A − B   95% CI")
     for name in shared:
-        ea, eb = a["opponents"][name], b["opponents"][name]
-        oa, ob = ea.get("outcomes", ""), eb.get("outcomes", "")
-        if deck:
-            if deck not in ea.get("per_deck", {}) or deck not in eb.get("per_deck", {}):
-                continue
-            oa = deck_outcomes(a, oa, deck) if oa else ""
-            ob = deck_outcomes(b, ob, deck) if ob else ""
-            ea, eb = ea["per_deck"][deck], eb["per_deck"][deck]
-        if ea["win_rate"] is None or eb["win_rate"] is None:
+        rows = [_sides(a, b, name, deck, matched) for (a, b), matched in zip(pairs, same)]
+        if any(row is None for row in rows):
             continue
-        paired = same and len(oa) == len(ob) > 0
-        d, low, high = paired_difference(oa, ob) if paired else difference(ea, eb)
-        verdict = "A ahead" if low > 0 else "B ahead" if high < 0 else "not separated"
-        lines.append(f"{name:<18}{ea['win_rate']:>8.1%} ({ea['games']:>3}){eb['win_rate']:>8.1%} ({eb['games']:>3})"
-                     f"   {d:+6.1%}  [{low:+.1%}, {high:+.1%}]  {verdict}, {'paired' if paired else 'unpaired'}")
+        labelled = [("", rows[0])]
+        if pooled:
+            labelled = [(f"{a['seed']:<9}", row) for (a, _), row in zip(pairs, rows)] + [("pooled   ", _pool(rows))]
+        for label, (oa, ob, (wa, na), (wb, nb)) in labelled:
+            paired = bool(oa)
+            if paired:
+                d, low, high = paired_difference(oa, ob)
+            else:
+                d, low, high = difference({"win_rate": wa / na, "ci95": wilson(wa, na)},
+                                          {"win_rate": wb / nb, "ci95": wilson(wb, nb)})
+            verdict = "A ahead" if low > 0 else "B ahead" if high < 0 else "not separated"
+            lines.append(f"{name:<18}{label}{wa / na:>8.1%} ({na:>3}){wb / nb:>8.1%} ({nb:>3})"
+                         f"   {d:+6.1%}  [{low:+.1%}, {high:+.1%}]  {verdict}, {'paired' if paired else 'unpaired'}")
     if not shared:
-        lines.append("(no opponent in both reports)")
+        lines.append("(no opponent in every report)")
     return "\n".join(lines)
+
+
+def _sides(a: dict[str, Any], b: dict[str, Any], opponent: str, deck: str | None,
+           same_schedule: bool) -> Sides | None:
+    """One pair's games against `opponent` (with `deck`: the policy's games with that deck):
+    A's and B's outcomes, empty where they cannot be paired game by game, and each side's
+    games won and games finished. None where either side finished none."""
+    ea, eb = a["opponents"][opponent], b["opponents"][opponent]
+    oa, ob = (ea.get("outcomes", ""), eb.get("outcomes", "")) if same_schedule else ("", "")
+    if deck:
+        if deck not in ea.get("per_deck", {}) or deck not in eb.get("per_deck", {}):
+            return None
+        oa, ob = (deck_outcomes(r, o, deck) if o else "" for r, o in ((a, oa), (b, ob)))
+        ea, eb = ea["per_deck"][deck], eb["per_deck"][deck]
+    counts = [(e["wins"], e["games"] - e.get("aborted", 0)) for e in (ea, eb)]
+    if not (counts[0][1] and counts[1][1]):
+        return None
+    if len(oa) != len(ob) or not oa:
+        oa = ob = ""
+    return oa, ob, counts[0], counts[1]
+
+
+def _pool(rows: list[Sides]) -> Sides:
+    """Several pairs' games as one: outcomes joined (paired only if every pair is), counts summed."""
+    paired = all(oa for oa, _, _, _ in rows)
+    count_a, count_b = ((sum(r[k][0] for r in rows), sum(r[k][1] for r in rows)) for k in (2, 3))
+    if not paired:
+        return "", "", count_a, count_b
+    return "".join(r[0] for r in rows), "".join(r[1] for r in rows), count_a, count_b
+
+
+def _refuse_overlap(reports: list[dict[str, Any]], opponents: list[str]) -> None:
+    """Pooled ladders must not share a game: a ValueError names two of one side that do."""
+    for side in (reports[0::2], reports[1::2]):
+        spans = [(r["seed"], r["seed"] + max((r["opponents"][o]["games"] for o in opponents), default=0), r)
+                 for r in side]
+        for i, (start, stop, r) in enumerate(spans):
+            for start2, stop2, r2 in spans[i + 1:]:
+                if start < stop2 and start2 < stop and r["decks"] == r2["decks"]:
+                    raise ValueError(f"{r['checkpoint']} (seed {start}) and {r2['checkpoint']} (seed {start2}) "
+                                     f"played some of the same games: pooled, they would count twice")
 
 
 def plot(reports: list[dict[str, Any]], out: Path) -> None:
