@@ -313,6 +313,9 @@ def _add_services(sub: Any) -> None:
     train.add_argument("--policy-deck", action="append", metavar="DECK",
                        help="decks the learning policy plays, repeatable (default: all standard decks; "
                        "see magerl worker)")
+    train.add_argument("--opponent-deck", action="append", metavar="DECK",
+                       help="decks the other seat is dealt, repeatable; a deck named twice is dealt twice as often "
+                       "(default: all standard decks, the policy's own among them; the evaluator keeps them all)")
     train.add_argument("--init-from", metavar="PATH", default=None,
                        help="start the learner from this checkpoint (see magerl learner --init-from); from a policy "
                        "set, the network of the one --policy-deck, else the set's others")
@@ -503,6 +506,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     policy_decks = _decks_checked(args.policy_deck, None) if args.policy_deck else []
     policy_flags = [flag for deck in policy_decks for flag in ("--policy-deck", deck)]
     worker += policy_flags
+    if args.opponent_deck:  # the workers deal these to the other seat; the evaluator still plays every deck
+        worker += [flag for deck in _decks_checked(args.opponent_deck, None) for flag in ("--deck", deck)]
     evaluator = ["--every", str(args.eval_every), "--games", str(args.eval_games), *policy_flags]
     for opponent in args.eval_opponent or []:
         evaluator += ["--opponent", opponent]

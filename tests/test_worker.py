@@ -20,11 +20,11 @@ from magerl.worker.runner import Runner, RunnerConfig
 ALL = ["dimir-control", "green-stompy", "mono-red-burn", "white-weenie"]
 
 
-def _seatings(policy_decks: list[str] | None, games: int = 200) -> list[tuple[str, str, int]]:
+def _seatings(policy_decks: list[str] | None, games: int = 200, decks: list[str] = ALL) -> list[tuple[str, str, int]]:
     """(learning seat's deck, other seat's deck, learning seat) of `games` games of a runner."""
-    runner = Runner(0, RunnerConfig("tcp://127.0.0.1:1", "tcp://127.0.0.1:2", decks=ALL,
+    runner = Runner(0, RunnerConfig("tcp://127.0.0.1:1", "tcp://127.0.0.1:2", decks=decks,
                                     opponents={"engine:easy": 1.0}, policy_decks=policy_decks), Mock(), Mock())
-    names = {id(deck): name for name, deck in zip(ALL, runner.decks)}
+    names = {id(deck): name for name, deck in zip(decks, runner.decks)}
     names.update({id(deck): name for name, deck in zip(policy_decks or ALL, runner.policy_decks)})
     played: list[tuple[str, str, int]] = []
 
@@ -53,9 +53,19 @@ def test_without_policy_decks_both_seats_draw_from_all_decks() -> None:
     assert {mine for mine, _, _ in played} == set(ALL) == {theirs for _, theirs, _ in played}
 
 
-@pytest.mark.parametrize("command", ["worker", "train"])
-def test_an_unknown_policy_deck_is_a_usage_error(command: str) -> None:
-    proc = subprocess.run([sys.executable, "-m", "magerl.cli", command, "--policy-deck", "no-such-deck"],
+def test_the_other_seat_is_dealt_its_decks_as_often_as_they_are_named() -> None:
+    """`magerl train --opponent-deck`: e.g. no mirror match, and the worst matchup twice as often."""
+    played = _seatings(["dimir-control"], games=400,
+                       decks=["white-weenie", "white-weenie", "mono-red-burn", "green-stompy"])
+    theirs = [deck for _, deck, _ in played]
+    assert set(theirs) == {"white-weenie", "mono-red-burn", "green-stompy"}
+    assert 150 < theirs.count("white-weenie") < 250  # half of 400: 200 ± 5 standard deviations
+
+
+@pytest.mark.parametrize("command, flag", [("worker", "--policy-deck"), ("train", "--policy-deck"),
+                                           ("worker", "--deck"), ("train", "--opponent-deck")])
+def test_an_unknown_deck_is_a_usage_error(command: str, flag: str) -> None:
+    proc = subprocess.run([sys.executable, "-m", "magerl.cli", command, flag, "no-such-deck"],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "no-such-deck" in proc.stderr
 
