@@ -142,6 +142,8 @@ def _add_ladder(sub: Any) -> None:
                          help="ladder JSON reports in pairs: A, then B; A B A B ... to pool several seed sets")
     compare.add_argument("--deck", metavar="DECK",
                          help="only the games the policy played with this deck (a policy set's deck network)")
+    compare.add_argument("--opponent-deck", metavar="DECK",
+                         help="only the games against this deck (with --deck: one matchup)")
     compare.set_defaults(func=cmd_ladder_compare)
 
 
@@ -737,7 +739,7 @@ def cmd_ladder_compare(args: argparse.Namespace) -> int:
         raise UsageError(f"compare takes reports in pairs, A then B (A B [A B ...]); got {len(args.reports)}")
     reports = [_read_report(Path(name)) for name in args.reports]
     try:
-        print(format_comparison(list(zip(reports[0::2], reports[1::2])), args.deck))
+        print(format_comparison(list(zip(reports[0::2], reports[1::2])), args.deck, args.opponent_deck))
     except (KeyError, TypeError) as exc:
         raise UsageError(f"not a ladder report: missing {exc}") from exc
     except ValueError as exc:

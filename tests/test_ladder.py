@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from magerl.evaluator.ladder import difference, format_ladder, paired_difference, run_ladder, training_of
+from magerl.evaluator.ladder import (deck_outcomes, difference, format_ladder, paired_difference, run_ladder,
+                                     training_of)
 from magerl.game.agents import make_agent
 from magerl.game.play import run_match, schedule, wilson
 from magerl.game.session import Limits
@@ -163,6 +164,8 @@ def test_compare_two_ladders(tmp_path) -> None:
     assert rows["random"].endswith("A ahead, unpaired") and rows["engine:easy"].endswith("not separated, unpaired")
     bad = magerl("ladder", "compare", str(a), str(tmp_path / "missing.json"))
     assert bad.returncode == 2 and "missing.json" in bad.stderr
+    bad = magerl("ladder", "compare", str(a), str(b), "--opponent-deck", "white-weenie")
+    assert bad.returncode == 2 and "keeps no game outcomes" in bad.stderr
 
 
 def test_paired_difference() -> None:
@@ -238,9 +241,15 @@ def test_compare_pools_pairs_of_ladders_on_other_seeds(tmp_path) -> None:
 def test_compare_one_deck_of_two_set_ladders(tmp_path) -> None:
     """`compare --deck`: the games the policy played with one deck, picked out by the schedule
     (with two decks it cycles deck 0 twice, then deck 1 twice), paired; the other deck's games
-    are the same in both, as a policy set with one new deck network plays them."""
+    are the same in both, as a policy set with one new deck network plays them. `--opponent-deck`
+    picks the games against one deck the same way."""
     decks = ["dimir-control", "white-weenie"]
     assert [g.decks[0] for g in schedule(2, 8, 40000)] == [0, 0, 1, 1] * 2
+    # one deck's ladder (`--policy-deck`) of three: red twice, then white twice
+    three = {"decks": ["dimir-control", "mono-red-burn", "white-weenie"], "seed": 40000,
+             "policy_decks": ["dimir-control"]}
+    assert deck_outcomes(three, "WWLLWWLD", opponent_deck="white-weenie") == "LLLD"
+    assert deck_outcomes(three, "WWLLWWLD", "dimir-control", "mono-red-burn") == "WWWW"
 
     def report(name: str, first: str, second: str) -> Path:
         outcomes = "".join(first[k:k + 2] + second[k:k + 2] for k in range(0, len(first), 2))
@@ -263,6 +272,11 @@ def test_compare_one_deck_of_two_set_ladders(tmp_path) -> None:
     assert "74.0% (100)" in dimir.stdout and dimir.stdout.splitlines()[-1].endswith("A ahead, paired")
     white = magerl("ladder", "compare", str(a), str(b), "--deck", "white-weenie")
     assert "+0.0%" in white.stdout.splitlines()[-1]
+    # with two decks, dimir's games are those against white, and white's those against dimir
+    matchup = magerl("ladder", "compare", str(a), str(b), "--deck", "dimir-control", "--opponent-deck", "white-weenie")
+    assert matchup.stdout.splitlines()[-1] == dimir.stdout.splitlines()[-1]
+    against = magerl("ladder", "compare", str(a), str(b), "--opponent-deck", "dimir-control")
+    assert against.stdout.splitlines()[-1] == white.stdout.splitlines()[-1]
     whole = magerl("ladder", "compare", str(a), str(b))
     assert "62.0% (200)" in whole.stdout  # 74 + 50 of both decks
     bad = magerl("ladder", "compare", str(a), str(b), "--deck", "mono-red-burn")

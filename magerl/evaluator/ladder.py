@@ -184,36 +184,45 @@ def _first_decks(report: dict[str, Any]) -> list[int] | None:
     return None if names is None else [report["decks"].index(name) for name in names]
 
 
-def deck_outcomes(report: dict[str, Any], outcomes: str, deck: str) -> str:
-    """The outcomes of the games in which the policy played `deck`, from one opponent's
-    `outcomes` of `report` (in schedule order, so the schedule says which games those are)."""
-    index = report["decks"].index(deck)
+def deck_outcomes(report: dict[str, Any], outcomes: str, deck: str | None = None,
+                  opponent_deck: str | None = None) -> str:
+    """The outcomes of the games in which the policy played `deck` and its opponent played
+    `opponent_deck` (None: any), from one opponent's `outcomes` of `report` (in schedule
+    order, so the schedule says which games those are)."""
+    if deck is None and opponent_deck is None:
+        return outcomes
+    mine, theirs = (None if d is None else report["decks"].index(d) for d in (deck, opponent_deck))
     games = schedule(len(report["decks"]), len(outcomes), report["seed"], _first_decks(report))
-    return "".join(outcomes[game.index] for game in games if game.decks[0] == index)
+    return "".join(outcomes[game.index] for game in games
+                   if mine in (None, game.decks[0]) and theirs in (None, game.decks[1]))
 
 
 Sides = tuple[str, str, tuple[int, int], tuple[int, int]]  # A's and B's outcomes, (won, finished)
 
 
-def format_comparison(pairs: list[tuple[dict[str, Any], dict[str, Any]]], deck: str | None = None) -> str:
+def format_comparison(pairs: list[tuple[dict[str, Any], dict[str, Any]]], deck: str | None = None,
+                      opponent_deck: str | None = None) -> str:
     """Each opponent all the (A, B) report pairs played: both win rates and their difference
     with its interval, game by game where a pair played the same schedule and kept each game's
     outcome. Several pairs (the same two checkpoints on other seeds) are shown one by one and
     pooled: their games joined, paired if every pair is. With `deck`, only the games the policy
-    played with that deck (the reports' per-deck rows): one deck network's change inside two
-    ladders of a policy set. Raises ValueError for a deck a ladder did not play, or for pairs
-    whose seeds overlap (pooled, those games would count twice)."""
+    played with that deck (one deck network's change inside two ladders of a policy set); with
+    `opponent_deck`, only those against that deck (one matchup). Raises ValueError for a deck
+    a ladder did not play, an `opponent_deck` a report kept no outcomes for, or pairs whose
+    seeds overlap (pooled, those games would count twice)."""
     reports = [r for pair in pairs for r in pair]
-    if deck and not all(deck in r["decks"] for r in reports):
-        missing = next(r for r in reports if deck not in r["decks"])
-        raise ValueError(f"{deck} is not a deck of every ladder ({missing['checkpoint']} played "
-                         f"{', '.join(missing['decks'])})")
+    for flag, name in (("--deck", deck), ("--opponent-deck", opponent_deck)):
+        missing = next((r for r in reports if name and name not in r["decks"]), None)
+        if missing:
+            raise ValueError(f"{flag} {name} is not a deck of every ladder ({missing['checkpoint']} played "
+                             f"{', '.join(missing['decks'])})")
     lines: list[str] = []
     for side, half in (("A", [a for a, _ in pairs]), ("B", [b for _, b in pairs])):
         names = dict.fromkeys(f"{r['checkpoint']} ({r['decision_rule']})" for r in half)
         lines.append(f"{side}: {', '.join(names)}")
-    if deck:
-        lines.append(f"the games the policy played with {deck} only")
+    if deck or opponent_deck:
+        lines.append("only the games" + (f" the policy played with {deck}" if deck else "")
+                     + (f" against {opponent_deck}" if opponent_deck else ""))
     same = [(a["seed"], a["decks"], a.get("policy_decks")) == (b["seed"], b["decks"], b.get("policy_decks"))
             for a, b in pairs]
     if not all(same):
@@ -227,7 +236,7 @@ def format_comparison(pairs: list[tuple[dict[str, Any], dict[str, Any]]], deck: 
     seeds = f"{'seeds':<9}" if pooled else ""
     lines.append(f"{'opponent':<18}{seeds}{'A (games)':>14}{'B (games)':>14}   A − B   95% CI")
     for name in shared:
-        rows = [_sides(a, b, name, deck, matched) for (a, b), matched in zip(pairs, same)]
+        rows = [_sides(a, b, name, deck, opponent_deck, matched) for (a, b), matched in zip(pairs, same)]
         if any(row is None for row in rows):
             continue
         labelled = [("", rows[0])]
@@ -248,22 +257,30 @@ def format_comparison(pairs: list[tuple[dict[str, Any], dict[str, Any]]], deck: 
     return "\n".join(lines)
 
 
-def _sides(a: dict[str, Any], b: dict[str, Any], opponent: str, deck: str | None,
+def _sides(a: dict[str, Any], b: dict[str, Any], opponent: str, deck: str | None, opponent_deck: str | None,
            same_schedule: bool) -> Sides | None:
-    """One pair's games against `opponent` (with `deck`: the policy's games with that deck):
+    """One pair's games against `opponent` (of the policy's `deck`, against `opponent_deck`):
     A's and B's outcomes, empty where they cannot be paired game by game, and each side's
     games won and games finished. None where either side finished none."""
-    ea, eb = a["opponents"][opponent], b["opponents"][opponent]
-    oa, ob = (ea.get("outcomes", ""), eb.get("outcomes", "")) if same_schedule else ("", "")
-    if deck:
-        if deck not in ea.get("per_deck", {}) or deck not in eb.get("per_deck", {}):
+    outcomes, counts = [], []
+    for report in (a, b):
+        entry = report["opponents"][opponent]
+        if "outcomes" in entry:
+            games = deck_outcomes(report, entry["outcomes"], deck, opponent_deck)
+            counts.append((games.count("W"), len(games) - games.count("A")))
+            outcomes.append(games)
+            continue
+        if opponent_deck:
+            raise ValueError(f"{report['checkpoint']}: the report keeps no game outcomes, which --opponent-deck needs")
+        entry = entry.get("per_deck", {}).get(deck) if deck else entry
+        if entry is None:
             return None
-        oa, ob = (deck_outcomes(r, o, deck) if o else "" for r, o in ((a, oa), (b, ob)))
-        ea, eb = ea["per_deck"][deck], eb["per_deck"][deck]
-    counts = [(e["wins"], e["games"] - e.get("aborted", 0)) for e in (ea, eb)]
+        counts.append((entry["wins"], entry["games"] - entry.get("aborted", 0)))
+        outcomes.append("")
     if not (counts[0][1] and counts[1][1]):
         return None
-    if len(oa) != len(ob) or not oa:
+    oa, ob = outcomes
+    if not same_schedule or len(oa) != len(ob) or not oa:
         oa = ob = ""
     return oa, ob, counts[0], counts[1]
 
