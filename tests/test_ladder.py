@@ -181,16 +181,21 @@ def test_paired_difference() -> None:
         paired_difference("WL", "W")
 
 
+def _easy_report(folder: Path, name: str, outcomes: str, seed: int) -> Path:
+    """A one-deck ladder report against engine:easy with these outcomes, written to `folder`."""
+    wins, n = outcomes.count("W"), len(outcomes)
+    entry = {"win_rate": wins / n, "ci95": list(wilson(wins, n)), "wins": wins, "games": n, "outcomes": outcomes}
+    path = folder / f"{name}-{seed}.json"
+    path.write_text(json.dumps({"checkpoint": name, "decision_rule": "sample", "seed": seed,
+                                "decks": ["white-weenie"], "opponents": {"engine:easy": entry}}))
+    return path
+
+
 def test_compare_pairs_the_games_of_one_schedule(tmp_path) -> None:
     """Two checkpoints that win and lose mostly the same games: paired, 12 points apart is a
     difference; counted as independent games, it is not."""
     def report(name: str, outcomes: str, seed: int = 40000) -> Path:
-        wins, n = outcomes.count("W"), len(outcomes)
-        entry = {"win_rate": wins / n, "ci95": list(wilson(wins, n)), "wins": wins, "games": n, "outcomes": outcomes}
-        path = tmp_path / f"{name}-{seed}.json"
-        path.write_text(json.dumps({"checkpoint": name, "decision_rule": "sample", "seed": seed,
-                                    "decks": ["white-weenie"], "opponents": {"engine:easy": entry}}))
-        return path
+        return _easy_report(tmp_path, name, outcomes, seed)
 
     a = "W" * 60 + "W" * 14 + "L" * 2 + "L" * 24  # 74 of 100
     b = "W" * 60 + "L" * 14 + "W" * 2 + "L" * 24  # 62 of 100, the same 60 won
@@ -210,12 +215,7 @@ def test_compare_pools_pairs_of_ladders_on_other_seeds(tmp_path) -> None:
     b = "W" * 40 + "L" * 6 + "W" * 1 + "L" * 13
 
     def report(name: str, outcomes: str, seed: int) -> str:
-        wins, n = outcomes.count("W"), len(outcomes)
-        entry = {"win_rate": wins / n, "ci95": list(wilson(wins, n)), "wins": wins, "games": n, "outcomes": outcomes}
-        path = tmp_path / f"{name}-{seed}.json"
-        path.write_text(json.dumps({"checkpoint": name, "decision_rule": "sample", "seed": seed,
-                                    "decks": ["white-weenie"], "opponents": {"engine:easy": entry}}))
-        return str(path)
+        return str(_easy_report(tmp_path, name, outcomes, seed))
 
     pairs = [report(name, outcomes, seed) for seed in (40000, 50000, 60000) for name, outcomes in (("a", a), ("b", b))]
     proc = magerl("ladder", "compare", *pairs)
