@@ -201,7 +201,8 @@ def test_compare_pairs_the_games_of_one_schedule(tmp_path) -> None:
     b = "W" * 60 + "L" * 14 + "W" * 2 + "L" * 24  # 62 of 100, the same 60 won
     paired = magerl("ladder", "compare", str(report("a", a)), str(report("b", b)))
     assert paired.returncode == 0, paired.stderr
-    assert paired.stdout.splitlines()[-1].endswith("A ahead, paired")
+    lines = paired.stdout.splitlines()
+    assert lines[-2].endswith("A ahead, paired (A alone 14, B alone 2)") and lines[-1].startswith("A alone, B alone:")
     unpaired = magerl("ladder", "compare", str(report("a", a)), str(report("b", b, seed=50000)))
     assert "different seeds" in unpaired.stdout
     assert unpaired.stdout.splitlines()[-1].endswith("not separated, unpaired")
@@ -222,15 +223,16 @@ def test_compare_pools_pairs_of_ladders_on_other_seeds(tmp_path) -> None:
     assert proc.returncode == 0, proc.stderr
     rows = [line for line in proc.stdout.splitlines() if line.startswith("engine:easy")]
     assert [row.split()[1] for row in rows] == ["40000", "50000", "60000", "pooled"]
-    assert all(row.endswith("not separated, paired") for row in rows[:3])
+    assert all(row.endswith("not separated, paired (A alone 6, B alone 1)") for row in rows[:3])
     d, low, high = paired_difference(a * 3, b * 3)
-    assert low > 0 and f"[{low:+.1%}, {high:+.1%}]" in rows[3] and rows[3].endswith("A ahead, paired")
+    assert low > 0 and f"[{low:+.1%}, {high:+.1%}]" in rows[3]
+    assert rows[3].endswith("A ahead, paired (A alone 18, B alone 3)")
     assert "76.7% (180)" in rows[3] and "68.3% (180)" in rows[3]
 
     mixed = magerl("ladder", "compare", *pairs[:3], report("b", b, 70000))  # the second pair: other seeds
     assert mixed.returncode == 0 and "a pair's ladders played different seeds" in mixed.stdout
-    assert [line.rsplit(", ", 1)[1] for line in mixed.stdout.splitlines() if line.startswith("engine:easy")] == [
-        "paired", "unpaired", "unpaired"]  # a pool is paired only if every pair is
+    assert [line.split("separated, ")[1] for line in mixed.stdout.splitlines() if line.startswith("engine:easy")] == [
+        "paired (A alone 6, B alone 1)", "unpaired", "unpaired"]  # a pool is paired only if every pair is
 
     twice = magerl("ladder", "compare", *pairs[:2], *pairs[:2])
     assert twice.returncode == 2 and "would count twice" in twice.stderr
@@ -269,14 +271,14 @@ def test_compare_one_deck_of_two_set_ladders(tmp_path) -> None:
     b = report("b", "W" * 60 + "L" * 14 + "W" * 2 + "L" * 24, same)  # 62, the same 60 won
     dimir = magerl("ladder", "compare", str(a), str(b), "--deck", "dimir-control")
     assert dimir.returncode == 0, dimir.stderr
-    assert "74.0% (100)" in dimir.stdout and dimir.stdout.splitlines()[-1].endswith("A ahead, paired")
+    assert "74.0% (100)" in dimir.stdout and "A ahead, paired (A alone 14, B alone 2)" in dimir.stdout
     white = magerl("ladder", "compare", str(a), str(b), "--deck", "white-weenie")
-    assert "+0.0%" in white.stdout.splitlines()[-1]
+    assert "+0.0%" in white.stdout.splitlines()[-2]
     # with two decks, dimir's games are those against white, and white's those against dimir
     matchup = magerl("ladder", "compare", str(a), str(b), "--deck", "dimir-control", "--opponent-deck", "white-weenie")
-    assert matchup.stdout.splitlines()[-1] == dimir.stdout.splitlines()[-1]
+    assert matchup.stdout.splitlines()[-2] == dimir.stdout.splitlines()[-2]
     against = magerl("ladder", "compare", str(a), str(b), "--opponent-deck", "dimir-control")
-    assert against.stdout.splitlines()[-1] == white.stdout.splitlines()[-1]
+    assert against.stdout.splitlines()[-2] == white.stdout.splitlines()[-2]
     whole = magerl("ladder", "compare", str(a), str(b))
     assert "62.0% (200)" in whole.stdout  # 74 + 50 of both decks
     bad = magerl("ladder", "compare", str(a), str(b), "--deck", "mono-red-burn")

@@ -148,6 +148,18 @@ def difference(a: dict[str, Any], b: dict[str, Any]) -> tuple[float, float, floa
     return d, d - math.hypot(pa - la, ub - pb), d + math.hypot(ua - pa, pb - lb)
 
 
+def paired_counts(a: str, b: str) -> tuple[int, int, int, int]:
+    """Of the games of one schedule that both A and B finished: how many both won, only A won,
+    only B won, and neither won. Only the two middle counts can move the difference."""
+    if len(a) != len(b):
+        raise ValueError(f"outcomes of {len(a)} and {len(b)} games: not the same schedule")
+    both = [(x == "W", y == "W") for x, y in zip(a, b) if "A" not in (x, y)]
+    e = sum(x and y for x, y in both)
+    f = sum(x and not y for x, y in both)
+    g = sum(y and not x for x, y in both)
+    return e, f, g, len(both) - e - f - g
+
+
 def paired_difference(a: str, b: str) -> tuple[float, float, float]:
     """A's win rate minus B's over the games both finished, from two `outcomes` strings of one
     schedule: Newcombe's (1998) paired method 10, the Wilson intervals of both rates joined
@@ -156,16 +168,10 @@ def paired_difference(a: str, b: str) -> tuple[float, float, float]:
     Games that share a seed share the shuffles, the first player and the deck pairing, so
     results go together; counting that is what makes this interval narrower than the
     unpaired one when they do."""
-    if len(a) != len(b):
-        raise ValueError(f"outcomes of {len(a)} and {len(b)} games: not the same schedule")
-    both = [(x == "W", y == "W") for x, y in zip(a, b) if "A" not in (x, y)]
-    n = len(both)
+    e, f, g, h = paired_counts(a, b)
+    n = e + f + g + h
     if n == 0:
         return 0.0, -1.0, 1.0
-    e = sum(x and y for x, y in both)  # both won
-    f = sum(x and not y for x, y in both)  # only A won
-    g = sum(y and not x for x, y in both)  # only B won
-    h = n - e - f - g
     pa, pb = (e + f) / n, (e + g) / n
     (la, ua), (lb, ub) = wilson(e + f, n), wilson(e + g, n)
     margins = (e + f) * (g + h) * (e + g) * (f + h)
@@ -244,16 +250,21 @@ def format_comparison(pairs: list[tuple[dict[str, Any], dict[str, Any]]], deck: 
             labelled = [(f"{a['seed']:<9}", row) for (a, _), row in zip(pairs, rows)] + [("pooled   ", _pool(rows))]
         for label, (oa, ob, (wa, na), (wb, nb)) in labelled:
             paired = bool(oa)
+            how = "unpaired"
             if paired:
                 d, low, high = paired_difference(oa, ob)
+                _, alone_a, alone_b, _ = paired_counts(oa, ob)
+                how = f"paired (A alone {alone_a}, B alone {alone_b})"
             else:
                 d, low, high = difference({"win_rate": wa / na, "ci95": wilson(wa, na)},
                                           {"win_rate": wb / nb, "ci95": wilson(wb, nb)})
             verdict = "A ahead" if low > 0 else "B ahead" if high < 0 else "not separated"
             lines.append(f"{name:<18}{label}{wa / na:>8.1%} ({na:>3}){wb / nb:>8.1%} ({nb:>3})"
-                         f"   {d:+6.1%}  [{low:+.1%}, {high:+.1%}]  {verdict}, {'paired' if paired else 'unpaired'}")
+                         f"   {d:+6.1%}  [{low:+.1%}, {high:+.1%}]  {verdict}, {how}")
     if not shared:
         lines.append("(no opponent in every report)")
+    elif any("A alone" in line for line in lines):
+        lines.append("A alone, B alone: of the games both finished, those only one of them won")
     return "\n".join(lines)
 
 
