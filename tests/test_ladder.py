@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from magerl.evaluator.ladder import (deck_outcomes, difference, format_ladder, paired_difference, run_ladder,
-                                     training_of)
+from magerl.evaluator.ladder import (deck_outcomes, difference, format_ladder, paired_counts, paired_difference,
+                                     run_ladder, training_of)
 from magerl.game.agents import make_agent
 from magerl.game.play import run_match, schedule, wilson
 from magerl.game.session import Limits
@@ -174,6 +174,7 @@ def test_paired_difference() -> None:
     a, b = "W" * 14 + "W" * 5 + "L" * 22, "W" * 14 + "L" * 5 + "L" * 22
     d, low, high = paired_difference(a, b)
     assert (round(d, 3), round(low, 3), round(high, 3)) == (0.122, 0.011, 0.226)
+    assert paired_counts(a, b) == (14, 5, 0, 22)
     # a game aborted on either side is left out of both; draws are games not won
     assert paired_difference(a + "AW", b + "WA") == (d, low, high)
     assert paired_difference("WD", "DW") == paired_difference("WL", "LW")

@@ -240,6 +240,7 @@ def format_comparison(pairs: list[tuple[dict[str, Any], dict[str, Any]]], deck: 
         _refuse_overlap(reports, shared)
         lines.append(f"{len(pairs)} pairs of ladders, each by its seeds (A's), then pooled")
     seeds = f"{'seeds':<9}" if pooled else ""
+    any_paired = False
     lines.append(f"{'opponent':<18}{seeds}{'A (games)':>14}{'B (games)':>14}   A − B   95% CI")
     for name in shared:
         rows = [_sides(a, b, name, deck, opponent_deck, matched) for (a, b), matched in zip(pairs, same)]
@@ -249,9 +250,9 @@ def format_comparison(pairs: list[tuple[dict[str, Any], dict[str, Any]]], deck: 
         if pooled:
             labelled = [(f"{a['seed']:<9}", row) for (a, _), row in zip(pairs, rows)] + [("pooled   ", _pool(rows))]
         for label, (oa, ob, (wa, na), (wb, nb)) in labelled:
-            paired = bool(oa)
             how = "unpaired"
-            if paired:
+            if oa:
+                any_paired = True
                 d, low, high = paired_difference(oa, ob)
                 _, alone_a, alone_b, _ = paired_counts(oa, ob)
                 how = f"paired (A alone {alone_a}, B alone {alone_b})"
@@ -263,7 +264,7 @@ def format_comparison(pairs: list[tuple[dict[str, Any], dict[str, Any]]], deck: 
                          f"   {d:+6.1%}  [{low:+.1%}, {high:+.1%}]  {verdict}, {how}")
     if not shared:
         lines.append("(no opponent in every report)")
-    elif any("A alone" in line for line in lines):
+    elif any_paired:
         lines.append("A alone, B alone: of the games both finished, those only one of them won")
     return "\n".join(lines)
 
