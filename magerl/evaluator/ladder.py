@@ -241,7 +241,7 @@ def format_comparison(pairs: list[tuple[dict[str, Any], dict[str, Any]]], deck: 
         lines.append(f"{len(pairs)} pairs of ladders, each by its seeds (A's), then pooled")
     seeds = f"{'seeds':<9}" if pooled else ""
     any_paired = False
-    lines.append(f"{'opponent':<18}{seeds}{'A (games)':>14}{'B (games)':>14}   A − B   95% CI")
+    lines.append(f"{'opponent':<18}{seeds}{'A (games)':>14} {'B (games)':>14}    A − B   95% CI")
     for name in shared:
         rows = [_sides(a, b, name, deck, opponent_deck, matched) for (a, b), matched in zip(pairs, same)]
         if any(row is None for row in rows):
@@ -260,7 +260,7 @@ def format_comparison(pairs: list[tuple[dict[str, Any], dict[str, Any]]], deck: 
                 d, low, high = difference({"win_rate": wa / na, "ci95": wilson(wa, na)},
                                           {"win_rate": wb / nb, "ci95": wilson(wb, nb)})
             verdict = "A ahead" if low > 0 else "B ahead" if high < 0 else "not separated"
-            lines.append(f"{name:<18}{label}{wa / na:>8.1%} ({na:>3}){wb / nb:>8.1%} ({nb:>3})"
+            lines.append(f"{name:<18}{label}{wa / na:>8.1%} {f'({na})':<6}{wb / nb:>8.1%} {f'({nb})':<6}"
                          f"   {d:+6.1%}  [{low:+.1%}, {high:+.1%}]  {verdict}, {how}")
     if not shared:
         lines.append("(no opponent in every report)")
