@@ -182,29 +182,27 @@ def test_paired_difference() -> None:
         paired_difference("WL", "W")
 
 
-def _easy_report(folder: Path, name: str, outcomes: str, seed: int) -> Path:
-    """A one-deck ladder report against engine:easy with these outcomes, written to `folder`."""
+def _easy_report(folder: Path, name: str, outcomes: str, seed: int) -> str:
+    """A one-deck ladder report against engine:easy with these outcomes, written to `folder`:
+    its path, as `magerl ladder compare` takes it."""
     wins, n = outcomes.count("W"), len(outcomes)
     entry = {"win_rate": wins / n, "ci95": list(wilson(wins, n)), "wins": wins, "games": n, "outcomes": outcomes}
     path = folder / f"{name}-{seed}.json"
     path.write_text(json.dumps({"checkpoint": name, "decision_rule": "sample", "seed": seed,
                                 "decks": ["white-weenie"], "opponents": {"engine:easy": entry}}))
-    return path
+    return str(path)
 
 
 def test_compare_pairs_the_games_of_one_schedule(tmp_path) -> None:
     """Two checkpoints that win and lose mostly the same games: paired, 12 points apart is a
     difference; counted as independent games, it is not."""
-    def report(name: str, outcomes: str, seed: int = 40000) -> Path:
-        return _easy_report(tmp_path, name, outcomes, seed)
-
     a = "W" * 60 + "W" * 14 + "L" * 2 + "L" * 24  # 74 of 100
     b = "W" * 60 + "L" * 14 + "W" * 2 + "L" * 24  # 62 of 100, the same 60 won
-    paired = magerl("ladder", "compare", str(report("a", a)), str(report("b", b)))
+    paired = magerl("ladder", "compare", _easy_report(tmp_path, "a", a, 40000), _easy_report(tmp_path, "b", b, 40000))
     assert paired.returncode == 0, paired.stderr
     lines = paired.stdout.splitlines()
     assert lines[-2].endswith("A ahead, paired (A alone 14, B alone 2)") and lines[-1].startswith("A alone, B alone:")
-    unpaired = magerl("ladder", "compare", str(report("a", a)), str(report("b", b, seed=50000)))
+    unpaired = magerl("ladder", "compare", _easy_report(tmp_path, "a", a, 40000), _easy_report(tmp_path, "b", b, 50000))
     assert "different seeds" in unpaired.stdout
     assert unpaired.stdout.splitlines()[-1].endswith("not separated, unpaired")
 
@@ -216,10 +214,8 @@ def test_compare_pools_pairs_of_ladders_on_other_seeds(tmp_path) -> None:
     a = "W" * 40 + "W" * 6 + "L" * 1 + "L" * 13
     b = "W" * 40 + "L" * 6 + "W" * 1 + "L" * 13
 
-    def report(name: str, outcomes: str, seed: int) -> str:
-        return str(_easy_report(tmp_path, name, outcomes, seed))
-
-    pairs = [report(name, outcomes, seed) for seed in (40000, 50000, 60000) for name, outcomes in (("a", a), ("b", b))]
+    pairs = [_easy_report(tmp_path, name, outcomes, seed) for seed in (40000, 50000, 60000)
+             for name, outcomes in (("a", a), ("b", b))]
     proc = magerl("ladder", "compare", *pairs)
     assert proc.returncode == 0, proc.stderr
     rows = [line for line in proc.stdout.splitlines() if line.startswith("engine:easy")]
@@ -230,7 +226,8 @@ def test_compare_pools_pairs_of_ladders_on_other_seeds(tmp_path) -> None:
     assert rows[3].endswith("A ahead, paired (A alone 18, B alone 3)")
     assert "76.7% (180)" in rows[3] and "68.3% (180)" in rows[3]
 
-    mixed = magerl("ladder", "compare", *pairs[:3], report("b", b, 70000))  # the second pair: other seeds
+    other = _easy_report(tmp_path, "b", b, 70000)  # the second pair's B: other seeds
+    mixed = magerl("ladder", "compare", *pairs[:3], other)
     assert mixed.returncode == 0 and "a pair's ladders played different seeds" in mixed.stdout
     assert [line.split("separated, ")[1] for line in mixed.stdout.splitlines() if line.startswith("engine:easy")] == [
         "paired (A alone 6, B alone 1)", "unpaired", "unpaired"]  # a pool is paired only if every pair is
