@@ -168,7 +168,11 @@ def paired_difference(a: str, b: str) -> tuple[float, float, float]:
     Games that share a seed share the shuffles, the first player and the deck pairing, so
     results go together; counting that is what makes this interval narrower than the
     unpaired one when they do."""
-    e, f, g, h = paired_counts(a, b)
+    return _paired_interval(*paired_counts(a, b))
+
+
+def _paired_interval(e: int, f: int, g: int, h: int) -> tuple[float, float, float]:
+    """`paired_difference` from the counts of `paired_counts`, for callers that print them too."""
     n = e + f + g + h
     if n == 0:
         return 0.0, -1.0, 1.0
@@ -253,8 +257,9 @@ def format_comparison(pairs: list[tuple[dict[str, Any], dict[str, Any]]], deck: 
             how = "unpaired"
             if oa:
                 any_paired = True
-                d, low, high = paired_difference(oa, ob)
-                _, alone_a, alone_b, _ = paired_counts(oa, ob)
+                counts = paired_counts(oa, ob)
+                d, low, high = _paired_interval(*counts)
+                _, alone_a, alone_b, _ = counts
                 how = f"paired (A alone {alone_a}, B alone {alone_b})"
             else:
                 d, low, high = difference({"win_rate": wa / na, "ci95": wilson(wa, na)},
